@@ -1,0 +1,25 @@
+# The README's two promises: `make validate` and `make test`. Both set themselves up first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: help setup validate test lint docs clean
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## install the venv, pinned helm/kubeconform and offline schemas (idempotent)
+	@scripts/setup.sh
+
+validate: setup ## validate this repository with gitops-validate
+	gitops-validate
+
+test: setup ## run every test (helm, kubeconform, git and pre-commit for real)
+	pytest $(PYTEST_ARGS)
+
+docs: setup ## regenerate docs/rules.md and the chart READMEs' values tables
+	python -m validator.docs --write
+
+clean: ## remove caches (keeps .venv and .tools)
+	rm -rf .cache .pytest_cache

@@ -1,0 +1,67 @@
+"""Shared fixtures: the real tools from `make setup`, and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / ".tools" / "bin"
+CLI = Path(sys.executable).parent / "gitops-validate"
+
+
+def tool_env(path_prefix: str | None = None) -> dict[str, str]:
+    """Environment with the pinned tools first on PATH. Missing tools fail the test, never skip it."""
+    for tool in ("helm", "kubeconform"):
+        if not (TOOLS / tool).is_file():
+            pytest.fail(f"{TOOLS / tool} is missing: run `make setup`")
+    env = dict(os.environ)
+    env["PATH"] = f"{path_prefix or TOOLS}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("NO_COLOR", None)
+    env["GITOPS_VALIDATE_SCHEMA_DIR"] = str(ROOT / ".tools" / "schemas")
+    return env
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+    def rules(self, severity: str = "error") -> set[str]:
+        return {f["rule"] for f in self.json["findings"] if f["severity"] == severity}
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, stdin: str | None = None, timeout: int = 120) -> Run:
+    p = subprocess.run([str(CLI), *args], cwd=cwd, env=env or tool_env(), input=stdin,
+                       capture_output=True, text=True, timeout=timeout)
+    return Run(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """This repository's tracked and untracked files in a fresh git repo (tools and venv left out)."""
+    dest = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "copy", "--no-verify"], cwd=dest, check=True)
+    return dest

@@ -1,0 +1,164 @@
+"""From an Argo CD Application to what the renderer needs: one RenderRequest per Helm source,
+or the objects of a plain-directory source. Every refusal Argo CD would make is a finding here."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .config import Config
+from .discover import is_local_repo, manifests_from_file
+from .findings import Finding, Severity
+from .model import CLUSTER_SCOPED, Manifest
+from .render import RenderRequest, build_env, envsubst, inside
+
+
+@dataclass
+class Target:
+    """Where an Application renders: cluster facts it is checked against."""
+    cluster: str | None
+    kube_version: str
+    api_versions: tuple[str, ...]
+    revision: str
+
+
+@dataclass
+class Prepared:
+    requests: list[RenderRequest] = field(default_factory=list)
+    manifests: list[Manifest] = field(default_factory=list)   # plain-directory sources
+    findings: list[Finding] = field(default_factory=list)
+    paths: set[str] = field(default_factory=set)               # repo paths the app reads
+
+
+def _sources(spec: dict) -> list[tuple[tuple, dict]]:
+    if isinstance(spec.get("sources"), list):
+        return [(("spec", "sources", i), s) for i, s in enumerate(spec["sources"]) if isinstance(s, dict)]
+    if isinstance(spec.get("source"), dict):
+        return [(("spec", "source"), spec["source"])]
+    return []
+
+
+def _repo_path(base: str, rel: str) -> str:
+    """Join like Argo CD: absolute paths are relative to the repo root."""
+    joined = rel.lstrip("/") if rel.startswith("/") else posixpath.join(base, rel)
+    return posixpath.normpath(joined)
+
+
+def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepared:
+    out = Prepared()
+    spec = app.doc.get("spec") or {}
+    dest = spec.get("destination") or {}
+    sources = _sources(spec)
+    refs = {s["ref"]: s for _, s in sources if s.get("ref")}
+
+    def finding(rule: str, msg: str, where: tuple, sev: Severity = Severity.ERROR) -> None:
+        out.findings.append(Finding(rule, sev, msg, app.file, app.line_of(where), app.ref, app.name))
+
+    if not sources:
+        finding("schema/invalid", "Application has neither spec.source nor spec.sources", ("spec",))
+    for where, src in sources:
+        if src.get("ref") and not src.get("path"):
+            continue  # a values-only source, read through $ref
+        if not is_local_repo(src.get("repoURL"), config) or src.get("chart"):
+            finding("argocd/external-source",
+                    f"source {src.get('repoURL')!r} is not this repository (repoURLs in the config); not rendered",
+                    where + ("repoURL",), Severity.WARNING)
+            continue
+        path = posixpath.normpath(str(src.get("path", ".")))
+        if path.startswith("..") or path.startswith("/") or not inside(repo, repo / path):
+            finding("argocd/outside-repo", f"source path {path!r} leaves the repository", where + ("path",))
+            continue
+        if not (repo / path).is_dir():
+            finding("argocd/missing-path", f"source path {path!r} does not exist in the repository", where + ("path",))
+            continue
+        out.paths.add(path)
+        namespace = str(dest.get("namespace") or "")
+        if (repo / path / "Chart.yaml").is_file():
+            req = _helm_request(app, src, where, path, namespace, repo, refs, config, target, finding, out)
+            if req:
+                out.requests.append(req)
+        elif any((repo / path / k).is_file() for k in ("kustomization.yaml", "kustomization.yml", "Kustomization")) \
+                or src.get("kustomize") or src.get("plugin"):
+            finding("argocd/unsupported-source", f"source {path!r} is Kustomize or a plugin; it is not rendered",
+                    where, Severity.WARNING)
+        else:
+            _directory(app, src, path, namespace, repo, target, out)
+    return out
+
+
+def _helm_request(app, src, where, path, namespace, repo, refs, config, target, finding, out) -> RenderRequest | None:
+    helm = src.get("helm") or {}
+    env = build_env(app, src, namespace, target.kube_version, target.revision)
+    value_files: list[str] = []
+    ok = True
+    for i, vf in enumerate(helm.get("valueFiles") or []):
+        vf_where = where + ("helm", "valueFiles", i)
+        vf = envsubst(str(vf), env)
+        if "://" in vf:
+            finding("argocd/external-source", f"value file {vf!r} is a URL; not read", vf_where, Severity.WARNING)
+            continue
+        if vf.startswith("$"):
+            name, _, rest = vf[1:].partition("/")
+            ref = refs.get(name)
+            if ref is None:
+                finding("argocd/missing-value-file", f"value file {vf!r} names no source with ref {name!r}", vf_where)
+                ok = False
+                continue
+            if not is_local_repo(ref.get("repoURL"), config):
+                finding("argocd/external-source", f"value file {vf!r} comes from another repository; not read",
+                        vf_where, Severity.WARNING)
+                continue
+            rel = posixpath.normpath(rest)
+        else:
+            rel = _repo_path(path, vf)
+        if rel.startswith("..") or not inside(repo, repo / rel):
+            finding("argocd/outside-repo", f"value file {vf!r} resolves outside the repository", vf_where)
+            ok = False
+        elif not (repo / rel).is_file():
+            if not helm.get("ignoreMissingValueFiles"):
+                finding("argocd/missing-value-file", f"value file {vf!r} ({rel}) does not exist", vf_where)
+                ok = False
+        else:
+            value_files.append(rel)
+            out.paths.add(rel)
+    if not ok:
+        return None
+    values_yaml = None
+    if isinstance(helm.get("valuesObject"), dict):
+        values_yaml = yaml.safe_dump(helm["valuesObject"], sort_keys=False)
+    elif isinstance(helm.get("values"), str) and helm["values"].strip():
+        values_yaml = helm["values"]
+    sets, set_strings = {}, {}
+    for p in helm.get("parameters") or []:
+        if isinstance(p, dict) and p.get("name"):
+            (set_strings if p.get("forceString") else sets)[str(p["name"])] = envsubst(str(p.get("value", "")), env)
+    return RenderRequest(
+        app=app.name, chart=path,
+        release=str(helm.get("releaseName") or app.name),
+        namespace=str(helm.get("namespace") or namespace),
+        kube_version=str(helm.get("kubeVersion") or target.kube_version),
+        api_versions=tuple(helm.get("apiVersions") or target.api_versions),
+        value_files=value_files, values_yaml=values_yaml, set=sets, set_string=set_strings,
+        skip_crds=bool(helm.get("skipCrds")), skip_tests=bool(helm.get("skipTests")),
+        skip_schema_validation=bool(helm.get("skipSchemaValidation")),
+        cluster=target.cluster, origin=app,
+    )
+
+
+def _directory(app: Manifest, src: dict, path: str, namespace: str, repo: Path, target: Target, out: Prepared) -> None:
+    recurse = bool((src.get("directory") or {}).get("recurse"))
+    pattern = "**/*" if recurse else "*"
+    for p in sorted((repo / path).glob(pattern)):
+        if p.suffix in (".yaml", ".yml", ".json") and p.is_file():
+            rel = str(p.relative_to(repo))
+            ms, fs = manifests_from_file(repo, rel)
+            out.findings += fs
+            out.paths.add(rel)
+            for m in ms:
+                if not m.metadata.get("namespace") and m.kind not in CLUSTER_SCOPED and isinstance(m.doc.get("metadata"), dict):
+                    m.doc["metadata"]["namespace"] = namespace
+                m.app, m.cluster = app.name, target.cluster
+                out.manifests.append(m)

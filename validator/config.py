@@ -1,0 +1,114 @@
+"""The validator's configuration (``.gitops-validator.yaml``), itself checked with jsonschema.
+
+A config that cannot be read or does not fit the schema is not a finding but a reason the
+validator cannot run (exit 2), because every later result would depend on it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+
+from .findings import Severity
+from .yamlio import YamlProblem, decode, load_one
+
+DEFAULT_NAME = ".gitops-validator.yaml"
+DEFAULT_KUBERNETES_VERSION = "1.35.0"
+
+_SECRET = {
+    "type": "object", "additionalProperties": False, "required": ["namespace", "name", "keys"],
+    "properties": {"namespace": {"type": "string"}, "name": {"type": "string"},
+                   "keys": {"type": "array", "items": {"type": "string"}}},
+}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "repoURLs": {"type": "array", "items": {"type": "string"},
+                     "description": "URLs under which Argo CD knows this repository"},
+        "kubernetesVersion": {"type": "string", "pattern": r"^v?\d+\.\d+(\.\d+)?$"},
+        "schemaDir": {"type": "string"},
+        "allowedRegistries": {"type": "array", "items": {"type": "string"}},
+        "rules": {"type": "object",
+                  "additionalProperties": {"enum": ["error", "warning", "off"]}},
+        "clusters": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object", "additionalProperties": False,
+                "properties": {
+                    "path": {"type": "string"},
+                    "externalSecrets": {"type": "array", "items": _SECRET},
+                },
+            },
+        },
+    },
+}
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class ClusterConfig:
+    path: str
+    external_secrets: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    repo_urls: tuple[str, ...] = ()
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    schema_dir: str | None = None
+    allowed_registries: tuple[str, ...] = ()
+    severities: dict[str, Severity | None] = field(default_factory=dict)
+    clusters: dict[str, ClusterConfig] = field(default_factory=dict)
+    source: str | None = None
+
+
+def normalize_url(url: str) -> str:
+    """Compare repository URLs the way people write them: scheme, user, case and `.git` aside."""
+    u = url.strip().lower().rstrip("/").removesuffix(".git")
+    u = re.sub(r"^[a-z+]+://", "", u).split("@", 1)[-1]
+    return re.sub(r"^([^/:]+):(?!\d)", r"\1/", u)  # scp-like git@host:org/repo
+
+
+def load(path: Path | None, known_rules: set[str]) -> Config:
+    if path is None or not path.exists():
+        return Config()
+    try:
+        doc = load_one(decode(path.read_bytes()))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except YamlProblem as e:
+        raise ConfigError(f"{path}:{e.line or 1}: {e.message}") from None
+    data = {} if doc is None or doc.data is None else doc.data
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = doc.line_of(list(e.path)) if doc else None
+        loc = "/".join(str(p) for p in e.path) or "(top level)"
+        raise ConfigError(f"{path}:{where or 1}: {loc}: {e.message}")
+    sev: dict[str, Severity | None] = {}
+    for rule, value in (data.get("rules") or {}).items():
+        if rule not in known_rules:
+            hint = difflib.get_close_matches(rule, known_rules, 1)
+            raise ConfigError(f"{path}: unknown rule {rule!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        sev[rule] = None if value == "off" else Severity(value)
+    clusters = {name: ClusterConfig(c.get("path", f"clusters/{name}"), list(c.get("externalSecrets") or []))
+                for name, c in (data.get("clusters") or {}).items()}
+    return Config(
+        repo_urls=tuple(data.get("repoURLs") or ()),
+        kubernetes_version=str(data.get("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION),
+        schema_dir=data.get("schemaDir"),
+        allowed_registries=tuple(data.get("allowedRegistries") or ()),
+        severities=sev,
+        clusters=clusters,
+        source=str(path),
+    )

@@ -1,0 +1,211 @@
+"""Stage 1, discover: the Argo CD objects in the repo, the clusters they deploy to, and what a
+set of changed files affects.
+
+Applications come from three places: YAML files in the repo, the output of an app-of-apps
+chart (handled by the pipeline, which renders parents before children), and ApplicationSets
+with list or git-directory generators, expanded here the way the ApplicationSet controller would.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import Config, normalize_url
+from .findings import Finding, ObjectRef, Severity
+from .model import ClusterFacts, Manifest
+from .yamlio import YamlProblem, decode, load_all
+
+ARGO_KINDS = ("Application", "ApplicationSet", "AppProject")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def repo_files(repo: Path) -> list[str]:
+    """Files git would commit (tracked + untracked, not ignored); every file outside git."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "-co", "--exclude-standard"],
+                             capture_output=True, check=True, timeout=30).stdout
+        return sorted({p for p in out.decode().split("\0") if p and (repo / p).is_file()})
+    except (OSError, subprocess.SubprocessError):
+        return sorted(str(p.relative_to(repo)) for p in repo.rglob("*")
+                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(repo).parts))
+
+
+def is_template(rel: str, chart_dirs: set[str]) -> bool:
+    """Files under a chart's templates/ are Go templates, not YAML."""
+    parts = Path(rel).parts
+    for i, part in enumerate(parts):
+        if part == "templates" and str(Path(*parts[:i])) in chart_dirs | ({"."} if i == 0 else set()):
+            return True
+    return False
+
+
+def read_yaml(repo: Path, rel: str) -> tuple[list, list[Finding]]:
+    """Documents of a repo file, or the finding that explains why there are none."""
+    try:
+        text = decode((repo / rel).read_bytes())
+        return list(load_all(text)), []
+    except YamlProblem as e:
+        return [], [Finding(e.rule, Severity.ERROR, e.message, rel, e.line)]
+    except OSError as e:
+        return [], [Finding("yaml/syntax", Severity.ERROR, f"cannot read: {e.strerror}", rel, None)]
+
+
+def manifests_from_file(repo: Path, rel: str) -> tuple[list[Manifest], list[Finding]]:
+    docs, findings = read_yaml(repo, rel)
+    return [Manifest(d.data, rel, d.line, yaml=d) for d in docs if isinstance(d.data, dict)], findings
+
+
+@dataclass
+class Discovery:
+    argo: list[Manifest]          # Application, ApplicationSet, AppProject objects read from files
+    clusters: dict[str, ClusterFacts]
+    chart_dirs: set[str]
+    findings: list[Finding]
+
+
+def discover(repo: Path, config: Config) -> Discovery:
+    files = repo_files(repo)
+    chart_dirs = {str(Path(f).parent) for f in files if Path(f).name == "Chart.yaml"}
+    argo: list[Manifest] = []
+    findings: list[Finding] = []
+    for rel in files:
+        if not rel.endswith(YAML_SUFFIXES) or is_template(rel, chart_dirs) or rel.startswith(".github/"):
+            continue
+        ms, fs = manifests_from_file(repo, rel)
+        findings += fs
+        argo += [m for m in ms if m.kind in ARGO_KINDS and m.api_version.startswith("argoproj.io/")]
+    clusters, cf = load_clusters(repo, config, files)
+    return Discovery(argo, clusters, chart_dirs, findings + cf)
+
+
+def load_clusters(repo: Path, config: Config, files: list[str]) -> tuple[dict[str, ClusterFacts], list[Finding]]:
+    """Cluster facts from ``clusters/<name>/cluster.yaml`` plus what the config adds."""
+    facts: dict[str, ClusterFacts] = {}
+    findings: list[Finding] = []
+    dirs = {name: c.path for name, c in config.clusters.items()}
+    for f in files:
+        p = Path(f)
+        if p.name == "cluster.yaml" and len(p.parts) == 3 and p.parts[0] == "clusters":
+            dirs.setdefault(p.parts[1], str(p.parent))
+    for name, d in sorted(dirs.items()):
+        cf = ClusterFacts(name=name, directory=d)
+        rel = f"{d}/cluster.yaml"
+        if (repo / rel).is_file():
+            docs, fs = read_yaml(repo, rel)
+            findings += fs
+            data = docs[0].data if docs and isinstance(docs[0].data, dict) else {}
+            cf.kubernetes_version = str(data["kubernetesVersion"]) if data.get("kubernetesVersion") else None
+            cf.capacity = data.get("capacity") or {}
+            _add_secrets(cf, data.get("externalSecrets"))
+        if name in config.clusters:
+            _add_secrets(cf, config.clusters[name].external_secrets)
+        facts[name] = cf
+    return facts, findings
+
+
+def _add_secrets(cf: ClusterFacts, entries: Any) -> None:
+    for s in entries or []:
+        if isinstance(s, dict) and s.get("name"):
+            key = (str(s.get("namespace", "default")), str(s["name"]))
+            cf.external_secrets[key] = cf.external_secrets.get(key, frozenset()) | frozenset(map(str, s.get("keys") or []))
+
+
+def cluster_of(paths: Iterable[str], clusters: dict[str, ClusterFacts]) -> str | None:
+    """The cluster whose folder holds one of ``paths``; the only cluster when there is one."""
+    for p in paths:
+        for name, cf in clusters.items():
+            if cf.directory and (p + "/").startswith(cf.directory.rstrip("/") + "/"):
+                return name
+    return next(iter(clusters)) if len(clusters) == 1 else None
+
+
+def is_local_repo(url: str | None, config: Config) -> bool:
+    if not url:
+        return False
+    if not config.repo_urls:
+        return True  # nothing declared: every Git source is taken to be this repository
+    return normalize_url(url) in {normalize_url(u) for u in config.repo_urls}
+
+
+# --- ApplicationSets ------------------------------------------------------------------------
+
+_FAST = re.compile(r"\{\{\s*([A-Za-z0-9_.\[\]-]+)\s*\}\}")
+_GO = re.compile(r"\{\{\s*\.([A-Za-z0-9_.]+)\s*\}\}")
+
+
+def _substitute(value: Any, params: dict[str, Any], go: bool) -> Any:
+    if isinstance(value, str):
+        pattern = _GO if go else _FAST
+        def repl(m: re.Match) -> str:
+            key = m.group(1)
+            if go:  # .path.basename -> params["path"]["basename"]
+                cur: Any = params
+                for part in key.split("."):
+                    cur = cur.get(part) if isinstance(cur, dict) else None
+                return m.group(0) if cur is None else str(cur)
+            return str(params[key]) if key in params else m.group(0)
+        return pattern.sub(repl, value)
+    if isinstance(value, dict):
+        return {_substitute(k, params, go): _substitute(v, params, go) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, params, go) for v in value]
+    return value
+
+
+def _git_directory_params(repo: Path, gen: dict) -> list[dict]:
+    dirs = sorted({str(p.relative_to(repo)) for p in repo.glob("**/") if p.is_dir()
+                   and ".git" not in p.relative_to(repo).parts})
+    include, exclude = [], []
+    for d in gen.get("directories") or []:
+        (exclude if d.get("exclude") else include).append(d.get("path", ""))
+    out = []
+    for d in dirs:
+        if any(fnmatch.fnmatchcase(d, pat) for pat in include) and not any(fnmatch.fnmatchcase(d, pat) for pat in exclude):
+            parts = d.split("/")
+            base = parts[-1]
+            out.append({"path": d, "path.basename": base, "path.basenameNormalized": re.sub(r"[^a-z0-9-]", "-", base.lower()),
+                        **{f"path[{i}]": p for i, p in enumerate(parts)},
+                        # goTemplate form
+                        "_go": {"path": {"path": d, "basename": base, "segments": parts,
+                                         "basenameNormalized": re.sub(r"[^a-z0-9-]", "-", base.lower())}}})
+    return out
+
+
+def expand_applicationset(appset: Manifest, repo: Path, config: Config) -> tuple[list[Manifest], list[Finding]]:
+    """Applications an ApplicationSet with list / git-directory generators would create."""
+    spec = appset.doc.get("spec") or {}
+    template = spec.get("template") or {}
+    go = bool(spec.get("goTemplate"))
+    params_list: list[dict] = []
+    findings: list[Finding] = []
+    for i, gen in enumerate(spec.get("generators") or []):
+        if not isinstance(gen, dict):
+            continue
+        if "list" in gen:
+            for el in (gen["list"] or {}).get("elements") or []:
+                if isinstance(el, dict):
+                    params_list.append({**el, "_go": el})
+        elif "git" in gen and is_local_repo((gen["git"] or {}).get("repoURL"), config) and (gen["git"] or {}).get("directories"):
+            params_list += _git_directory_params(repo, gen["git"])
+        else:
+            kind = next(iter(gen), "?")
+            findings.append(Finding("argocd/unsupported-source", Severity.WARNING,
+                                    f"ApplicationSet generator {kind!r} is not expanded offline; its Applications are not checked",
+                                    appset.file, appset.line_of(("spec", "generators", i)), appset.ref))
+    apps = []
+    for params in params_list:
+        doc = _substitute(copy.deepcopy(template), params["_go"] if go else {k: v for k, v in params.items() if k != "_go"}, go)
+        doc = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", **doc}
+        doc.setdefault("metadata", {}).setdefault("namespace", appset.namespace or "argocd")
+        apps.append(Manifest(doc, appset.file, appset.line, cluster=appset.cluster, yaml=None))
+    return apps, findings
+
+
+def ref_of(m: Manifest) -> ObjectRef:
+    return m.ref

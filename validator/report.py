@@ -1,0 +1,113 @@
+"""Stage 5, report: text (grouped by file), JSON (DESIGN §4), SARIF 2.1.0, GitHub workflow commands."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+from . import __version__
+from .findings import Finding, Severity
+
+
+@dataclass
+class Summary:
+    errors: int
+    warnings: int
+    apps: int
+    objects: int
+    seconds: float
+
+    @classmethod
+    def of(cls, findings: list[Finding], apps: int, objects: int, seconds: float) -> "Summary":
+        errors = sum(f.severity is Severity.ERROR for f in findings)
+        return cls(errors, len(findings) - errors, apps, objects, round(seconds, 3))
+
+    def line(self) -> str:
+        def n(k: int, word: str) -> str:
+            return f"{k} {word}{'' if k == 1 else 's'}"
+        return (f"{n(self.errors, 'error')}, {n(self.warnings, 'warning')} in {n(self.apps, 'app')} "
+                f"({n(self.objects, 'object')}) in {self.seconds:.2f}s")
+
+
+_COLOURS = {Severity.ERROR: "\033[31m", Severity.WARNING: "\033[33m"}
+
+
+def text(findings: list[Finding], summary: Summary, out: TextIO, colour: bool) -> None:
+    def c(s: str, code: str) -> str:
+        return f"{code}{s}\033[0m" if colour else s
+    by_file: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_file[f.file or "<no file>"].append(f)
+    for file in sorted(by_file):
+        out.write(c(file, "\033[1m") + "\n")
+        for f in sorted(by_file[file], key=Finding.sort_key):
+            where = f"{f.line}" if f.line else "-"
+            ctx = ", ".join(x for x in (f"app {f.app}" if f.app else "", str(f.object) if f.object else "") if x)
+            out.write(f"  {where:>5}  {c(f.severity.value, _COLOURS[f.severity]):<7}  {f.message}  "
+                      f"{c(f.rule, chr(27) + '[2m')}" + (f"  [{ctx}]" if ctx else "") + "\n")
+        out.write("\n")
+    ok = summary.errors == 0
+    out.write(c(("✓ " if ok else "✗ ") + summary.line(), "\033[32m" if ok else "\033[31m") + "\n")
+
+
+def as_json(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
+    json.dump({"findings": [f.as_dict() for f in sorted(findings, key=Finding.sort_key)],
+               "summary": summary.__dict__}, out, indent=2)
+    out.write("\n")
+
+
+def sarif(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
+    from .rules import REGISTRY
+    used = sorted({f.rule for f in findings} | set())
+    rules = [{"id": rid, "name": rid.replace("/", "-"),
+              "shortDescription": {"text": REGISTRY[rid].summary if rid in REGISTRY else rid},
+              "fullDescription": {"text": REGISTRY[rid].why if rid in REGISTRY else rid},
+              "helpUri": f"docs/rules.md#{rid.replace('/', '')}",
+              "defaultConfiguration": {"level": REGISTRY[rid].severity.value if rid in REGISTRY else "error"}}
+             for rid in used]
+    index = {rid: i for i, rid in enumerate(used)}
+    results = []
+    for f in sorted(findings, key=Finding.sort_key):
+        r = {"ruleId": f.rule, "ruleIndex": index[f.rule], "level": f.severity.value,
+             "message": {"text": f.message + (f" (app {f.app}, {f.object})" if f.app and f.object else "")}}
+        if f.file:
+            region = {"startLine": f.line} if f.line else {}
+            loc = {"physicalLocation": {"artifactLocation": {"uri": f.file, "uriBaseId": "%SRCROOT%"}}}
+            if region:
+                loc["physicalLocation"]["region"] = region
+            r["locations"] = [loc]
+        results.append(r)
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "gitops-validate", "version": __version__,
+                                "informationUri": "https://github.com/todo-chatbot/todo-gitops", "rules": rules}},
+            "results": results,
+        }],
+    }
+    json.dump(doc, out, indent=2)
+    out.write("\n")
+
+
+def _escape(s: str, prop: bool = False) -> str:
+    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return s.replace(":", "%3A").replace(",", "%2C") if prop else s
+
+
+def github(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
+    for f in sorted(findings, key=Finding.sort_key):
+        props = [f"title={_escape(f.rule, True)}"]
+        if f.file:
+            props.insert(0, f"file={_escape(f.file, True)}")
+            if f.line:
+                props.insert(1, f"line={f.line}")
+        out.write(f"::{f.severity.value} {','.join(props)}::{_escape(f.message)}\n")
+    out.write(summary.line() + "\n")
+
+
+FORMATS: dict[str, Callable[[list[Finding], Summary, TextIO, bool], None]] = {
+    "text": text, "json": as_json, "sarif": sarif, "github": github,
+}

@@ -1,0 +1,118 @@
+"""probes/: a long-running container tells Kubernetes when it is alive and when it is ready, on a
+port it really listens on."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..findings import Problem, Severity
+from ..model import LONG_RUNNING_KINDS, Container, Manifest, containers
+from .base import Context, Rule
+from .resources import example_deployment
+
+CATEGORY = "probes"
+
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+HANDLERS = ("httpGet", "tcpSocket", "grpc")
+
+
+def _serving(m: Manifest) -> Iterable[Container]:
+    """Containers that run as long as the pod: regular containers and native sidecars of a
+    long-running workload (not hooks, plain Pods, Jobs or CronJobs)."""
+    if m.kind not in LONG_RUNNING_KINDS or m.is_hook():
+        return
+    for c in containers(m):
+        if not c.init or c.sidecar:
+            yield c
+
+
+def _missing(m: Manifest, probe: str, advice: str) -> Iterable[Problem]:
+    for c in _serving(m):
+        if not isinstance(c.spec.get(probe), dict):
+            yield Problem(f"{c.label} of long-running {m.kind} {m.name} has no {probe}; {advice}", c.path)
+
+
+def check_liveness(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    yield from _missing(m, "livenessProbe",
+                        "add one (e.g. httpGet /health) so the kubelet restarts the container when it hangs")
+
+
+def check_readiness(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    yield from _missing(m, "readinessProbe",
+                        "add one (e.g. httpGet /ready) so the Service sends traffic only to ready pods "
+                        "and a rolling update waits for them")
+
+
+def _describe_ports(ports: list[dict]) -> str:
+    if not ports:
+        return "it declares no ports"
+    shown = [f"{p['name']} {p.get('containerPort')}" if p.get("name") else str(p.get("containerPort"))
+             for p in ports]
+    return "its ports: " + ", ".join(shown)
+
+
+def port_number(port) -> int | None:
+    """A numeric port (an int, or a string of digits), else None (a port name)."""
+    if isinstance(port, bool):
+        return None
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.strip().isdigit():
+        return int(port.strip())
+    return None
+
+
+def check_probe_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    for c in containers(m):
+        ports = c.ports()
+        names = {p.get("name") for p in ports if p.get("name")}
+        numbers = {port_number(p.get("containerPort")) for p in ports}
+        for probe in PROBES:
+            spec = c.spec.get(probe)
+            if not isinstance(spec, dict):
+                continue
+            for handler in HANDLERS:
+                h = spec.get(handler)
+                if not isinstance(h, dict) or h.get("port") in (None, ""):
+                    continue
+                port = h["port"]
+                number = port_number(port)
+                path = c.path + (probe, handler, "port")
+                if number is None and port not in names:
+                    yield Problem(f"{c.label} {probe} {handler} uses port name {port!r}, which is not a "
+                                  f"port of the container ({_describe_ports(ports)}); name the port or "
+                                  "fix the probe", path)
+                elif number is not None and number not in numbers:
+                    yield Problem(f"{c.label} {probe} {handler} probes port {number}, which is not a "
+                                  f"container port ({_describe_ports(ports)}); declare it under ports "
+                                  "or probe the port the app listens on", path)
+
+
+RULES = [
+    Rule("probes/missing-liveness", Severity.ERROR,
+         "a container of a long-running workload (or a native sidecar) without a livenessProbe",
+         "Without a liveness probe a process that deadlocks or hangs keeps its pod Running forever: "
+         "Kubernetes only restarts containers that exit. Hooks, Jobs, CronJobs and plain Pods are "
+         "not checked: they are meant to finish.",
+         example_deployment(container={"livenessProbe": None}),
+         example_deployment(),
+         check_liveness),
+    Rule("probes/missing-readiness", Severity.ERROR,
+         "a container of a long-running workload (or a native sidecar) without a readinessProbe",
+         "Without a readiness probe a pod receives Service traffic as soon as its process starts, "
+         "before the app listens, and a rolling update (and Argo CD's health check) treats a pod that "
+         "never becomes able to serve as ready: a broken release replaces a good one.",
+         example_deployment(container={"readinessProbe": None}),
+         example_deployment(),
+         check_readiness),
+    Rule("probes/unknown-port", Severity.ERROR,
+         "a liveness, readiness or startup probe on a port (name or number) the container does not declare",
+         "A probe on a misspelt port name is rejected by the API server; a probe on a port nothing "
+         "listens on fails forever, so the pod never becomes ready (readiness) or is restarted in a "
+         "loop (liveness). Probing the declared, named port keeps the probe and the app in step.",
+         example_deployment(container={"livenessProbe": "{httpGet: {path: /health, port: htp}}",
+                                       "readinessProbe": "{tcpSocket: {port: 8081}}"}),
+         example_deployment(container={"livenessProbe": "{httpGet: {path: /health, port: http}}",
+                                       "readinessProbe": "{tcpSocket: {port: 8080}}"}),
+         check_probe_port),
+]

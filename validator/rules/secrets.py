@@ -1,0 +1,261 @@
+"""secrets/: secrets never live in git; what the pods read from Secrets must exist in the cluster,
+rendered (without data) or declared as created outside git in the cluster facts."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from ..findings import Problem, Severity
+from ..model import Manifest, containers, pod_template
+from .base import Context, Rule
+from .resources import example_deployment
+
+CATEGORY = "secrets"
+
+#: Normalised key endings (lowercase, without ``_ - .``) that name a secret value.
+SECRET_SUFFIXES = ("password", "passwd", "token", "apikey", "secretkey", "privatekey", "jwtsecret",
+                   "clientsecret", "accesskey", "databaseurl", "connectionstring", "credentials")
+_VAR_REF = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_.-]*\)")
+#: Keys the token controller fills into a Secret of type kubernetes.io/service-account-token.
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+SA_TOKEN_KEYS = frozenset({"token", "ca.crt", "namespace"})
+
+
+def looks_secret(key: str, value) -> bool:
+    """Whether ``key: value`` looks like a secret written out in clear text.
+
+    True when the key, lowercased and without ``_ - .``, ends with a secret-ish word (password,
+    token, apikey, databaseurl, ...) and the value is a non-empty string that is not a ``$(VAR)``
+    reference. ``existingSecret``, ``secretName`` and ``keys`` name secrets, they are not secrets.
+    """
+    if not isinstance(key, str) or not isinstance(value, str):
+        return False
+    norm = re.sub(r"[_\-.]", "", key.lower())
+    if not norm.endswith(SECRET_SUFFIXES):
+        return False
+    value = value.strip()
+    return bool(value) and not _VAR_REF.fullmatch(value)
+
+
+# --- references from a pod spec to Secrets and ConfigMaps (shared with refs/) -----------------
+
+@dataclass(frozen=True)
+class PodRef:
+    """One reference from a pod spec to a Secret or ConfigMap."""
+    name: str
+    optional: bool
+    path: tuple                                  # the reference inside the object
+    what: str                                    # "container 'web' env DB_URL", "volume 'certs'", ...
+    keys: tuple[tuple[str, tuple], ...] = ()     # (key read, its path)
+
+
+def _items(items, path: tuple) -> tuple[tuple[str, tuple], ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple((str(it["key"]), path + ("items", i, "key")) for i, it in enumerate(items)
+                 if isinstance(it, dict) and it.get("key") not in (None, ""))
+
+
+def pod_refs(m: Manifest, target: str) -> Iterator[PodRef]:
+    """Every reference of ``m``'s pod spec to an object of kind ``target`` ("Secret" or "ConfigMap"):
+    env valueFrom, envFrom, volumes, projected volume sources, and (Secrets) imagePullSecrets."""
+    found = pod_template(m)
+    if not found:
+        return
+    pod, base = found
+    secret = target == "Secret"
+    key_ref, from_ref = ("secretKeyRef", "secretRef") if secret else ("configMapKeyRef", "configMapRef")
+    source, name_field = ("secret", "secretName") if secret else ("configMap", "name")
+    projected = "secret" if secret else "configMap"
+
+    for c in containers(m):
+        for i, env in enumerate(c.spec.get("env") or []):
+            ref = ((env or {}).get("valueFrom") or {}).get(key_ref) if isinstance(env, dict) else None
+            if isinstance(ref, dict) and ref.get("name"):
+                path = c.path + ("env", i, "valueFrom", key_ref)
+                keys = ((str(ref["key"]), path + ("key",)),) if ref.get("key") not in (None, "") else ()
+                yield PodRef(str(ref["name"]), ref.get("optional") is True, path + ("name",),
+                             f"{c.label} env {env.get('name')}", keys)
+        for i, env_from in enumerate(c.spec.get("envFrom") or []):
+            ref = env_from.get(from_ref) if isinstance(env_from, dict) else None
+            if isinstance(ref, dict) and ref.get("name"):
+                yield PodRef(str(ref["name"]), ref.get("optional") is True,
+                             c.path + ("envFrom", i, from_ref, "name"), f"{c.label} envFrom")
+
+    for i, vol in enumerate(pod.get("volumes") or []):
+        if not isinstance(vol, dict):
+            continue
+        vpath = base + ("volumes", i)
+        src = vol.get(source)
+        if isinstance(src, dict) and src.get(name_field):
+            yield PodRef(str(src[name_field]), src.get("optional") is True,
+                         vpath + (source, name_field), f"volume {vol.get('name')!r}",
+                         _items(src.get("items"), vpath + (source,)))
+        sources = (vol.get("projected") or {}).get("sources") if isinstance(vol.get("projected"), dict) else None
+        for j, s in enumerate(sources or []):
+            src = s.get(projected) if isinstance(s, dict) else None
+            if isinstance(src, dict) and src.get("name"):
+                spath = vpath + ("projected", "sources", j, projected)
+                yield PodRef(str(src["name"]), src.get("optional") is True, spath + ("name",),
+                             f"projected volume {vol.get('name')!r}", _items(src.get("items"), spath))
+
+    if secret:
+        for i, ips in enumerate(pod.get("imagePullSecrets") or []):
+            if isinstance(ips, dict) and ips.get("name"):
+                yield PodRef(str(ips["name"]), False, base + ("imagePullSecrets", i, "name"),
+                             "imagePullSecrets")
+
+
+def qualified(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _external(ctx: Context, namespace: str | None, name: str) -> frozenset[str] | None:
+    """The keys of an external Secret declared in the cluster facts, or None when not declared.
+    An object without a namespace matches a declaration of that name in any namespace."""
+    declared = ctx.facts.external_secrets if ctx.facts else {}
+    if (namespace, name) in declared:
+        return frozenset(declared[(namespace, name)])
+    if namespace is None:
+        for (_, n), keys in declared.items():
+            if n == name:
+                return frozenset(keys)
+    return None
+
+
+def secret_keys(ctx: Context, namespace: str | None, name: str) -> tuple[bool, frozenset[str] | None]:
+    """(exists, keys): whether the Secret is rendered or declared, and the keys it holds
+    (None when they are not known)."""
+    rendered = ctx.find("Secret", namespace, name)
+    if rendered is not None:
+        if rendered.doc.get("type") == SA_TOKEN_TYPE:
+            return True, SA_TOKEN_KEYS
+        keys = set()
+        for field in ("data", "stringData"):
+            if isinstance(rendered.doc.get(field), dict):
+                keys.update(str(k) for k in rendered.doc[field])
+        return True, frozenset(keys)
+    keys = _external(ctx, namespace, name)
+    if keys is None:
+        return False, None
+    return True, keys or None  # a declaration without keys: keys unknown
+
+
+def _where_declared(ctx: Context) -> str:
+    if ctx.facts and ctx.facts.directory:
+        return f"externalSecrets of {ctx.facts.directory}/cluster.yaml"
+    return "the cluster facts' externalSecrets"
+
+
+def check_missing_secret(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    ns = m.namespace
+    for ref in pod_refs(m, "Secret"):
+        if ref.optional or secret_keys(ctx, ns, ref.name)[0]:
+            continue
+        known = {s.name for s in ctx.in_namespace("Secret", ns)}
+        if ctx.facts:
+            known |= {n for (sns, n) in ctx.facts.external_secrets if sns == ns}
+        close = difflib.get_close_matches(ref.name, sorted(known), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        yield Problem(f"{ref.what} references Secret {qualified(ns, ref.name)}, which is neither rendered "
+                      f"nor declared as created outside git; {hint}create it outside git and declare it "
+                      f"(with its keys) in {_where_declared(ctx)}", ref.path)
+
+
+def check_missing_key(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    ns = m.namespace
+    for ref in pod_refs(m, "Secret"):
+        if ref.optional or not ref.keys:
+            continue
+        exists, keys = secret_keys(ctx, ns, ref.name)
+        if not exists or keys is None:
+            continue
+        for key, path in ref.keys:
+            if key not in keys:
+                held = ", ".join(sorted(keys)) or "no keys"
+                yield Problem(f"{ref.what} reads key {key!r} of Secret {qualified(ns, ref.name)}, which "
+                              f"holds {held}; fix the key, or add it to the Secret (and to its "
+                              f"declaration in {_where_declared(ctx)})", path)
+
+
+def check_data_in_git(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    if m.kind != "Secret" or m.api_version != "v1":
+        return
+    for field in ("data", "stringData"):
+        data = m.doc.get(field)
+        if data:  # non-empty mapping (or anything else that is not empty)
+            keys = ", ".join(sorted(str(k) for k in data)) if isinstance(data, dict) else "?"
+            yield Problem(f"Secret {qualified(m.namespace, m.name)} has {field} in git (keys: {keys}); "
+                          "secrets never live in git, rendered from values or not: create the Secret "
+                          f"outside git and declare it in {_where_declared(ctx)}", (field,))
+
+
+def check_literal_value(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    for c in containers(m):
+        for i, env in enumerate(c.spec.get("env") or []):
+            if isinstance(env, dict) and looks_secret(str(env.get("name", "")), env.get("value")):
+                yield Problem(f"{c.label} env {env.get('name')} has a literal value that looks like a "
+                              "secret; read it from a Secret (valueFrom.secretKeyRef) created outside git",
+                              c.path + ("env", i, "value"))
+
+
+# --- examples -------------------------------------------------------------------------------
+# The token controller fills a Secret of type service-account-token: a Secret in git without data.
+_TOKEN_SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: web-token
+  annotations: {kubernetes.io/service-account.name: web}
+type: kubernetes.io/service-account-token
+"""
+
+
+def _reads(env: str, extra_pod: dict | None = None) -> str:
+    return example_deployment(pod=extra_pod, container={"env": env})
+
+
+_ENV_REF = "[{name: API_TOKEN, valueFrom: {secretKeyRef: {name: %s, key: %s}}}]"
+
+RULES = [
+    Rule("secrets/missing-secret", Severity.ERROR,
+         "a secretKeyRef, envFrom secretRef, secret volume, projected secret or imagePullSecret naming a "
+         "Secret that is neither rendered nor declared as created outside git",
+         "A pod that reads a missing Secret never starts (CreateContainerConfigError, or a volume that "
+         "never mounts); a missing imagePullSecret makes pulls fail. Secrets created outside git "
+         "(`make bootstrap`, a secrets operator) are declared with their keys in the cluster facts "
+         "(`externalSecrets` of `clusters/<cluster>/cluster.yaml`) so they can be checked offline. "
+         "References marked `optional: true` are not checked.",
+         _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-tokn", "token")),
+         _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "token")),
+         check_missing_secret),
+    Rule("secrets/missing-key", Severity.ERROR,
+         "a secretKeyRef key or secret volume item key that the Secret (rendered or declared) does not hold",
+         "A missing key stops the container from starting (CreateContainerConfigError: couldn't find "
+         "key) just like a missing Secret, but only on the cluster, after the merge. The keys of a "
+         "Secret created outside git come from its declaration in the cluster facts.",
+         _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "tokn")),
+         _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "token")),
+         check_missing_key),
+    Rule("secrets/data-in-git", Severity.ERROR,
+         "a Secret with `data` or `stringData` in git, written by hand or rendered by a chart",
+         "Anything in git is readable by everyone with access to the repository, forever (history "
+         "keeps it after a revert), and base64 is not encryption. Create Secrets outside git "
+         "(`make bootstrap` from a local .env, a secrets operator) and declare them in the cluster "
+         "facts. A service-account-token Secret without data, which the cluster fills, is fine.",
+         "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ntype: Opaque\n"
+         "stringData: {DATABASE_URL: 'postgres://app:hunter2@db:5432/app'}\n",
+         _TOKEN_SECRET,
+         check_data_in_git),
+    Rule("secrets/literal-value", Severity.ERROR,
+         "a container env var with a literal value whose name looks secret (…PASSWORD, …TOKEN, "
+         "…API_KEY, DATABASE_URL, …)",
+         "A literal env value is part of the manifest: it lands in git, in Argo CD's UI and diff, and "
+         "in `kubectl get -o yaml` for everyone who can read the Deployment. Read secret values from a "
+         "Secret with `valueFrom.secretKeyRef` instead.",
+         _reads("[{name: API_TOKEN, value: 'sk-live-4f9a2c'}]"),
+         _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "token")),
+         check_literal_value),
+]

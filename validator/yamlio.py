@@ -1,0 +1,185 @@
+"""Reading YAML the user wrote: never a traceback, never unbounded work, always a line number.
+
+PyYAML composes each document into a node graph (the C parser when available). The graph gives
+line numbers for any key path, lets us refuse duplicate keys, and lets us measure how large a
+document would become once aliases are expanded *before* building it (the "billion laughs"
+defence). Only then are Python objects constructed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+try:  # the C parser is several times faster on rendered manifests
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+#: Expanded size (nodes) above which a document is refused as an alias bomb.
+MAX_EXPANDED_NODES = 200_000
+
+
+class YamlProblem(Exception):
+    """A problem in a YAML text, with its rule id and 1-based line."""
+
+    def __init__(self, rule: str, message: str, line: int | None):
+        super().__init__(message)
+        self.rule, self.message, self.line = rule, message, line
+
+
+@dataclass
+class Document:
+    data: Any
+    node: Node | None
+    line: int  # 1-based line where the document starts in its file
+
+    def line_of(self, path: tuple | list) -> int | None:
+        """Line of the value at ``path`` (keys and list indexes); the deepest existing parent's
+        line when the path does not exist."""
+        node, line = self.node, self.line
+        for part in path:
+            if isinstance(node, MappingNode):
+                nxt = None
+                for k, v in node.value:
+                    if isinstance(k, ScalarNode) and k.value == str(part):
+                        nxt, line = v, k.start_mark.line + 1
+                        break
+                node = nxt
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                node = None
+            if node is None:
+                break
+        return line
+
+
+def decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise YamlProblem("yaml/encoding", f"not UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start}", line) from None
+
+
+def _check_mapping_keys(node: Node) -> None:
+    """Refuse duplicate keys, which YAML forbids and PyYAML silently overwrites."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, MappingNode):
+            keys: dict[str, int] = {}
+            for k, v in n.value:
+                if isinstance(k, ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in keys:
+                        raise YamlProblem("yaml/duplicate-key",
+                                          f"duplicate key {k.value!r} (first at line {keys[k.value]})",
+                                          k.start_mark.line + 1)
+                    keys[k.value] = k.start_mark.line + 1
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(n, SequenceNode):
+            stack.extend(n.value)
+
+
+def _expanded_size(node: Node) -> int:
+    """Nodes the document would have with aliases expanded; memoized, so linear in the graph."""
+    memo: dict[int, int] = {}
+
+    def size(n: Node, depth: int) -> int:
+        if depth > 1000:
+            raise YamlProblem("yaml/alias-bomb", "nesting deeper than 1000 levels", n.start_mark.line + 1)
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        if isinstance(n, MappingNode):
+            total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
+        elif isinstance(n, SequenceNode):
+            total = 1 + sum(size(v, depth + 1) for v in n.value)
+        else:
+            total = 1
+        memo[key] = min(total, MAX_EXPANDED_NODES + 1)
+        return memo[key]
+
+    return size(node, 0)
+
+
+def _construct(node: Node) -> Any:
+    return SafeConstructor().construct_document(node)
+
+
+def load_all(text: str, *, first_line: int = 1) -> Iterator[Document]:
+    """Yield each document of ``text``; raise YamlProblem at the first bad one."""
+    try:
+        loader = _Loader(text)
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                if node is None:
+                    continue
+                _check_mapping_keys(node)
+                if _expanded_size(node) > MAX_EXPANDED_NODES:
+                    raise YamlProblem("yaml/alias-bomb",
+                                      f"aliases expand to more than {MAX_EXPANDED_NODES} nodes",
+                                      node.start_mark.line + first_line)
+                yield Document(_construct(node), node, node.start_mark.line + first_line)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + first_line if mark is not None else None
+        what = " ".join(p for p in (e.context, e.problem) if p)
+        raise YamlProblem("yaml/syntax", what or str(e), line) from None
+    except yaml.YAMLError as e:
+        raise YamlProblem("yaml/syntax", str(e), None) from None
+    except RecursionError:
+        raise YamlProblem("yaml/alias-bomb", "document nests too deeply", None) from None
+
+
+def load_one(text: str) -> Document | None:
+    docs = list(load_all(text))
+    return docs[0] if docs else None
+
+
+_SEPARATOR = re.compile(r"^---(?:\s.*)?$")
+_SOURCE = re.compile(r"^# Source: (.+)$")
+
+
+@dataclass
+class Chunk:
+    text: str
+    first_line: int
+    source: str | None  # helm's "# Source:" comment
+
+
+def split_stream(text: str) -> list[Chunk]:
+    """Split a multi-document stream (helm output) into chunks, keeping helm's ``# Source:``.
+
+    Each chunk parses on its own, so one bad document does not hide the others."""
+    chunks: list[Chunk] = []
+    lines = text.splitlines(keepends=True)
+    start, buf, source = 1, [], None
+    for i, line in enumerate(lines, 1):
+        if _SEPARATOR.match(line.rstrip("\n")):
+            if buf:
+                chunks.append(Chunk("".join(buf), start, source))
+            start, buf, source = i + 1, [], None
+            continue
+        m = _SOURCE.match(line.rstrip("\n"))
+        if m and source is None:
+            source = m.group(1).strip()
+        buf.append(line)
+    if buf:
+        chunks.append(Chunk("".join(buf), start, source))
+    return chunks
