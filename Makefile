@@ -20,6 +20,9 @@ test: setup ## run every test (helm, kubeconform, git and pre-commit for real)
 
 docs: setup ## regenerate docs/rules.md and the chart READMEs' values tables
 	python -m validator.docs --write
+	python scripts/chart_readme.py --write
+
+include scripts/ops.mk
 
 clean: ## remove caches (keeps .venv and .tools)
 	rm -rf .cache .pytest_cache

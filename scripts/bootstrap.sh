@@ -202,6 +202,25 @@ if [ -z "$REVISION" ]; then
     die "HEAD is detached: set REVISION to the branch Argo CD should track"
   fi
 fi
+# .env must be complete before anything changes (a dry run only warns; values are never read
+# into the shell, let alone printed).
+i=0
+for secret in $SECRETS; do
+  keys_var=SECRET_KEYS_$i
+  if [ ! -f "$ENV_FILE" ]; then
+    if is_dry; then
+      warn "$ENV_FILE not found (a real run stops here): cp .env.example .env and fill in ${!keys_var}"
+    else
+      die "$ENV_FILE not found: cp .env.example .env and set ${!keys_var}"
+    fi
+  elif is_dry; then
+    filter_env "${!keys_var}" "" 2>/dev/null ||
+      warn "$ENV_FILE misses or leaves empty one of: ${!keys_var} (a real run stops here)"
+  else
+    filter_env "${!keys_var}" "" || exit 1
+  fi
+  i=$((i + 1))
+done
 case $REPO_URL in
   https://* | http://*) ;;
   *) warn "$REPO_URL is not an https URL: Argo CD needs credentials for it (argocd repo add), see docs/runbooks/troubleshooting.md" ;;
@@ -262,14 +281,7 @@ for secret in $SECRETS; do
   name=${secret#*/}
   keys_var=SECRET_KEYS_$i
   envfile=$WORK/$ns.$name.env
-  if is_dry; then
-    if [ ! -f "$ENV_FILE" ]; then
-      warn "$ENV_FILE not found (a real run stops here): cp .env.example .env and fill in ${!keys_var}"
-    elif ! filter_env "${!keys_var}" "" 2>/dev/null; then
-      warn "$ENV_FILE misses or leaves empty one of: ${!keys_var} (a real run stops here)"
-    fi
-  else
-    [ -f "$ENV_FILE" ] || die "$ENV_FILE not found: cp .env.example .env and set ${!keys_var}"
+  if ! is_dry; then
     filter_env "${!keys_var}" "$envfile" || die "Secret $secret not created: fix $ENV_FILE as said above"
   fi
   apply_namespace "$ns"

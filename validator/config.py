@@ -89,6 +89,9 @@ def load(path: Path | None, known_rules: set[str]) -> Config:
     except YamlProblem as e:
         raise ConfigError(f"{path}:{e.line or 1}: {e.message}") from None
     data = {} if doc is None or doc.data is None else doc.data
+    if isinstance(data, dict) and isinstance(data.get("rules"), dict):
+        # YAML 1.1 reads a bare `off` as false; accept it as the word it was meant to be.
+        data["rules"] = {k: "off" if v is False else v for k, v in data["rules"].items()}
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         e = errors[0]

@@ -173,11 +173,11 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
             layers.append((rel, doc))
             findings += _unknown_keys(doc.data, chart_values, rel, doc, req.app)
             findings += _literal_secrets(doc.data, rel, doc, req.app)
-    if findings:
-        return findings, not any(f.rule.startswith("yaml/") for f in findings)
+    if any(f.rule.startswith("yaml/") for f in findings):
+        return findings, False
     schema_file = repo / req.chart / "values.schema.json"
     if not schema_file.is_file():
-        return findings, True
+        return findings, not any(f.rule == "values/unknown-key" for f in findings)
     try:
         schema = json.loads(schema_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
@@ -195,7 +195,10 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
             return [Finding(e.rule, Severity.ERROR, f"helm.values: {e.message}", origin.file if origin else None,
                             origin.line if origin else None, origin.ref if origin else None, req.app)], False
     validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    unknown_reported = any(f.rule == "values/unknown-key" for f in findings)
     for err in sorted(validator_cls(schema).iter_errors(merged or {}), key=lambda e: list(e.absolute_path)):
+        if unknown_reported and err.validator == "additionalProperties":
+            continue  # already said, with a line and a "did you mean"
         path = tuple(err.absolute_path)
         rel, line = f"{req.chart}/values.yaml", chart_doc.line_of(path) if chart_doc else None
         for layer_rel, doc in reversed(layers):  # the last layer that sets the value is to blame
@@ -204,7 +207,9 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
                 break
         dotted = ".".join(map(str, path)) or "(top level)"
         findings.append(Finding("values/schema", Severity.ERROR, f"{dotted}: {err.message}", rel, line, None, req.app))
-    return findings, not findings
+    # Helm would refuse these values too (or silently drop an unknown key): the findings above say it better.
+    blocking = ("values/schema", "values/unknown-key")
+    return findings, not any(f.rule in blocking for f in findings)
 
 
 def _has_path(data: Any, path: tuple) -> bool:

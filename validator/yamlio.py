@@ -38,6 +38,7 @@ class Document:
     data: Any
     node: Node | None
     line: int  # 1-based line where the document starts in its file
+    offset: int = 0  # lines before the text this node graph was parsed from
 
     def line_of(self, path: tuple | list) -> int | None:
         """Line of the value at ``path`` (keys and list indexes); the deepest existing parent's
@@ -48,12 +49,12 @@ class Document:
                 nxt = None
                 for k, v in node.value:
                     if isinstance(k, ScalarNode) and k.value == str(part):
-                        nxt, line = v, k.start_mark.line + 1
+                        nxt, line = v, k.start_mark.line + 1 + self.offset
                         break
                 node = nxt
             elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
                 node = node.value[part]
-                line = node.start_mark.line + 1
+                line = node.start_mark.line + 1 + self.offset
             else:
                 node = None
             if node is None:
@@ -133,7 +134,7 @@ def load_all(text: str, *, first_line: int = 1) -> Iterator[Document]:
                     raise YamlProblem("yaml/alias-bomb",
                                       f"aliases expand to more than {MAX_EXPANDED_NODES} nodes",
                                       node.start_mark.line + first_line)
-                yield Document(_construct(node), node, node.start_mark.line + first_line)
+                yield Document(_construct(node), node, node.start_mark.line + first_line, first_line - 1)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as e:

@@ -20,7 +20,7 @@ CATEGORY = "refs"
 NODE_PORT_RANGE = (30000, 32767)
 #: ConfigMaps every namespace has (the cluster CA, projected into service-account token volumes).
 BUILTIN_CONFIGMAPS = frozenset({"kube-root-ca.crt"})
-_URL = re.compile(r"\bhttps?://([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.?):(\d{1,5})(?![\d])")
+_URL = re.compile(r"\bhttps?://(?:[^@/\s]*@)?([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.?):(\d{1,5})(?![\d])")
 
 
 def _spec(m: Manifest) -> dict:
@@ -69,8 +69,9 @@ def check_service_selector(m: Manifest, ctx: Context) -> Iterable[Problem]:
     if pods:
         best = max(pods, key=lambda w: sum(1 for k, v in sel.items()
                                            if str((pod_labels(w) or {}).get(k)) == str(v)))
-        near = (f" (closest: {best.kind} {best.name} with "
-                f"{_labels_text(pod_labels(best) or {}) or 'no labels'})")
+        labels = pod_labels(best) or {}
+        differ = {k: labels.get(k, "<unset>") for k, v in sel.items() if str(labels.get(k)) != str(v)}
+        near = f" (closest: {best.kind} {best.name} with {_labels_text(differ)})"
     yield Problem(f"Service {qualified(ns, m.name)} selects {_labels_text(sel)}, but no pod template "
                   f"in namespace {ns or '(none)'} has these labels{near}; fix spec.selector or the pod "
                   "labels", ("spec", "selector"))

@@ -28,8 +28,8 @@ def looks_secret(key: str, value) -> bool:
     """Whether ``key: value`` looks like a secret written out in clear text.
 
     True when the key, lowercased and without ``_ - .``, ends with a secret-ish word (password,
-    token, apikey, databaseurl, ...) and the value is a non-empty string that is not a ``$(VAR)``
-    reference. ``existingSecret``, ``secretName`` and ``keys`` name secrets, they are not secrets.
+    token, apikey, databaseurl, ...) and the value is a non-empty string that is not (and does not
+    embed, as in ``postgres://app:$(DB_PASSWORD)@db/app``) a ``$(VAR)`` reference. ``existingSecret``, ``secretName`` and ``keys`` name secrets, they are not secrets.
     """
     if not isinstance(key, str) or not isinstance(value, str):
         return False
@@ -37,7 +37,7 @@ def looks_secret(key: str, value) -> bool:
     if not norm.endswith(SECRET_SUFFIXES):
         return False
     value = value.strip()
-    return bool(value) and not _VAR_REF.fullmatch(value)
+    return bool(value) and not _VAR_REF.search(value)
 
 
 # --- references from a pod spec to Secrets and ConfigMaps (shared with refs/) -----------------
@@ -246,7 +246,7 @@ RULES = [
          "(`make bootstrap` from a local .env, a secrets operator) and declare them in the cluster "
          "facts. A service-account-token Secret without data, which the cluster fills, is fine.",
          "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ntype: Opaque\n"
-         "stringData: {DATABASE_URL: 'postgres://app:hunter2@db:5432/app'}\n",
+         "stringData: {JWT_SECRET: change-me-in-prod}\n",
          _TOKEN_SECRET,
          check_data_in_git),
     Rule("secrets/literal-value", Severity.ERROR,

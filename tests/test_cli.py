@@ -1,0 +1,186 @@
+"""The command line contract (DESIGN §4): exit codes, formats, --manifests, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import ROOT, TOOLS, run_cli, tool_env
+
+GOOD = (ROOT / "tests" / "manifests" / "good.yaml").read_text()
+
+# One defect each, planted in the hardened manifests, and the rule that must catch it.
+DEFECTS = {
+    "missing limit": ("limits: {cpu: 500m, memory: 256Mi}", "limits: {cpu: 500m}", "resources/missing-limits"),
+    "missing readiness": ("          readinessProbe:\n            httpGet: {path: /ready, port: http}\n", "",
+                          "probes/missing-readiness"),
+    "probe on unexposed port": ("httpGet: {path: /health, port: http}", "httpGet: {path: /health, port: 9090}",
+                                "probes/unknown-port"),
+    "secretKeyRef to absent Secret": (
+        "          envFrom:\n",
+        "          env:\n            - name: TOKEN\n              valueFrom:\n                secretKeyRef: {name: nope, key: t}\n"
+        "          envFrom:\n", "secrets/missing-secret"),
+    "Service selecting no pod": ("  selector:\n    app: web\n", "  selector:\n    app: wbe\n", "refs/service-selector"),
+    "latest tag": ("ghcr.io/acme/web:1.4.2", "ghcr.io/acme/web:latest", "images/latest-tag"),
+    "wrong field type": ("replicas: 2", "replicas: two", "schema/invalid"),
+    "unknown field": ("          ports:\n", "          imagePullPolcy: Always\n          ports:\n", "schema/invalid"),
+    "removed API version": ("apiVersion: apps/v1", "apiVersion: extensions/v1beta1", "schema/removed-api"),
+}
+
+
+def manifests(tmp_path: Path, text: str, *extra: str):
+    f = tmp_path / "m.yaml"
+    f.write_text(text)
+    return run_cli("--manifests", "--format", "json", str(f), *extra, cwd=tmp_path)
+
+
+def test_hardened_manifests_are_clean(tmp_path):
+    r = manifests(tmp_path, GOOD)
+    assert r.code == 0, r.out + r.err
+    assert r.json["findings"] == []
+    assert r.json["summary"]["objects"] == 3
+
+
+@pytest.mark.parametrize("name", DEFECTS)
+def test_each_defect_is_an_error_in_its_category(tmp_path, name):
+    old, new, rule = DEFECTS[name]
+    assert old in GOOD, "the fixture no longer contains the text this defect replaces"
+    r = manifests(tmp_path, GOOD.replace(old, new, 1))
+    assert r.code == 1, r.out + r.err
+    assert rule in r.rules("error"), r.json["findings"]
+    hit = next(f for f in r.json["findings"] if f["rule"] == rule)
+    assert hit["file"].endswith("m.yaml") and hit["line"], hit
+
+
+def test_manifests_on_stdin(tmp_path):
+    r = run_cli("--manifests", "--format", "json", "-", cwd=tmp_path, stdin=GOOD.replace("1.4.2", "latest"))
+    assert r.code == 1
+    f = next(f for f in r.json["findings"] if f["rule"] == "images/latest-tag")
+    assert f["file"] == "<stdin>" and f["line"] == 47 and f["object"]["name"] == "web"
+
+
+@pytest.mark.parametrize("text,rule,line", [
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n data: {}\n", "yaml/syntax", 5),
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  name: y\n", "yaml/duplicate-key", 5),
+    ("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+     "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: [*h,*h,*h,*h,*h,*h,*h,*h,*h,*h]\n",
+     "yaml/alias-bomb", 1),
+    ("replicas: 2\nimage: web:1.0\n", "schema/not-kubernetes", 1),
+    ("- just\n- a list\n", "schema/not-kubernetes", 1),
+])
+def test_bad_yaml_is_a_finding_with_a_line(tmp_path, text, rule, line):
+    r = manifests(tmp_path, text)
+    assert r.code == 1, r.out + r.err
+    assert "Traceback" not in r.err
+    f = next(f for f in r.json["findings"] if f["rule"] == rule)
+    assert f["line"] == line and f["file"].endswith("m.yaml")
+
+
+def test_non_utf8_is_a_finding(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_bytes(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caf\xe9\n")
+    r = run_cli("--manifests", "--format", "json", str(f), cwd=tmp_path)
+    assert r.code == 1 and "Traceback" not in r.err
+    assert r.json["findings"][0]["rule"] == "yaml/encoding" and r.json["findings"][0]["line"] == 4
+
+
+def test_kubeconform_missing_is_exit_2_with_instructions(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "helm").symlink_to(TOOLS / "helm")  # helm alone: kubeconform is missing
+    env = tool_env(str(bindir))
+    env["PATH"] = f"{bindir}{os.pathsep}{Path(env['PATH'].split(os.pathsep)[1])}{os.pathsep}/usr/bin:/bin"
+    r = run_cli("--format", "json", env=env)
+    assert r.code == 2 and r.out == ""
+    assert "kubeconform not found" in r.err and "make setup" in r.err
+
+
+def test_helm_missing_is_exit_2(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
+    env = tool_env(str(bindir))
+    env["PATH"] = f"{bindir}{os.pathsep}{Path(env['PATH'].split(os.pathsep)[1])}{os.pathsep}/usr/bin:/bin"
+    r = run_cli("--no-cache", env=env)
+    assert r.code == 2 and "helm not found" in r.err
+
+
+def test_bad_config_is_exit_2_with_the_reason(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rules:\n  images/latest-tagg: off\n")
+    r = run_cli("--config", str(cfg))
+    assert r.code == 2 and "unknown rule 'images/latest-tagg'" in r.err and "images/latest-tag" in r.err
+    cfg.write_text("rules:\n  images/latest-tag: maybe\n")
+    r = run_cli("--config", str(cfg))
+    assert r.code == 2 and ":2:" in r.err
+
+
+def test_bad_usage_is_exit_2():
+    assert run_cli("--format", "xml").code == 2
+    assert run_cli("--kubernetes-version", "banana").code == 2
+
+
+def test_config_regrades_and_turns_off_rules(tmp_path):
+    (tmp_path / ".gitops-validator.yaml").write_text("rules:\n  images/latest-tag: warning\n")
+    r = manifests(tmp_path, GOOD.replace("1.4.2", "latest"))
+    assert r.code == 0 and "images/latest-tag" in r.rules("warning")
+    (tmp_path / ".gitops-validator.yaml").write_text("rules:\n  images/latest-tag: off\n")
+    r = manifests(tmp_path, GOOD.replace("1.4.2", "latest"))
+    assert r.code == 0 and r.json["findings"] == []
+
+
+def test_json_shape_is_the_contract(tmp_path):
+    r = manifests(tmp_path, GOOD.replace("1.4.2", "latest"))
+    assert set(r.json) == {"findings", "summary"}
+    assert set(r.json["summary"]) == {"errors", "warnings", "apps", "objects", "seconds"}
+    f = r.json["findings"][0]
+    assert set(f) == {"rule", "severity", "message", "file", "line", "object", "app"}
+    assert set(f["object"]) == {"apiVersion", "kind", "namespace", "name"}
+
+
+def test_sarif_validates_against_the_sarif_2_1_0_schema(tmp_path):
+    schema_file = ROOT / ".tools" / "sarif" / "sarif-2.1.0.json"
+    if not schema_file.is_file():
+        pytest.fail(f"{schema_file} is missing: run `make setup`")
+    f = tmp_path / "m.yaml"
+    f.write_text(GOOD.replace("1.4.2", "latest").replace("replicas: 2", "replicas: two"))
+    r = run_cli("--manifests", "--format", "sarif", str(f), cwd=tmp_path)
+    assert r.code == 1
+    doc = json.loads(r.out)
+    jsonschema.validate(doc, json.loads(schema_file.read_text()))
+    results = doc["runs"][0]["results"]
+    assert {x["ruleId"] for x in results} >= {"images/latest-tag", "schema/invalid"}
+    assert all(x["locations"][0]["physicalLocation"]["region"]["startLine"] > 0 for x in results)
+
+
+def test_github_format_is_workflow_commands(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text(GOOD.replace("1.4.2", "latest"))
+    r = run_cli("--manifests", "--format", "github", str(f), cwd=tmp_path)
+    assert r.code == 1
+    line = next(x for x in r.out.splitlines() if x.startswith("::error "))
+    assert f"file={f}" in line and ",line=47," in line and "title=images/latest-tag::" in line
+
+
+def test_text_format_groups_by_file_and_sums_up(tmp_path):
+    r = manifests(tmp_path, GOOD)  # json; now text
+    f = tmp_path / "m.yaml"
+    r = run_cli("--manifests", str(f), cwd=tmp_path)
+    assert r.code == 0 and "\033[" not in r.out
+    assert "0 errors, 0 warnings" in r.out.splitlines()[-1]
+    f.write_text(GOOD.replace("1.4.2", "latest"))
+    r = run_cli("--manifests", str(f), cwd=tmp_path)
+    assert r.out.splitlines()[0] == str(f)
+    assert "images/latest-tag" in r.out and "1 error" in r.out.splitlines()[-1]
+
+
+def test_list_rules_names_every_rule():
+    from validator.rules import REGISTRY
+    r = run_cli("--list-rules")
+    assert r.code == 0
+    assert {line.split()[0] for line in r.out.splitlines()} == set(REGISTRY)

@@ -1,0 +1,212 @@
+"""gitops-validate on this repository and on copies of it with defects planted: discovery,
+rendering exactly as Argo CD does, value files, the cache, and the pre-commit gate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TOOLS, run_cli, tool_env
+
+
+def validate(repo: Path, *args: str, cache: Path | None = None):
+    env = tool_env()
+    if cache:
+        env["GITOPS_VALIDATE_CACHE"] = str(cache)
+    return run_cli("--repo", str(repo), "--format", "json", *args, env=env)
+
+
+def test_this_repo_validates_with_zero_errors(tmp_path):
+    r = validate(ROOT, "--no-cache")
+    assert r.code == 0, r.out + r.err
+    assert r.json["summary"]["errors"] == 0 and r.json["summary"]["warnings"] == 0, r.json["findings"]
+    # the root app-of-apps and the two children it renders
+    assert r.json["summary"]["apps"] == 3 and r.json["summary"]["objects"] >= 15
+
+
+def test_renders_with_argo_cd_flags(tmp_path):
+    """A helm wrapper records the arguments; they must be the ones Argo CD's repo server uses."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "helm.log"
+    (bindir / "helm").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {TOOLS / "helm"} "$@"\n')
+    (bindir / "helm").chmod(0o755)
+    (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
+    r = run_cli("--repo", str(ROOT), "--no-cache", env=tool_env(str(bindir)))
+    assert r.code == 0, r.out + r.err
+    calls = log.read_text().splitlines()
+    backend = next(c for c in calls if "apps/todo-backend " in c + " ")
+    assert f"template {ROOT}/apps/todo-backend --name-template todo-backend --namespace todo --kube-version v1.35.1" in backend
+    assert f"--values {ROOT}/clusters/minikube/values/todo-backend.yaml" in backend
+    assert "--api-versions apps/v1 " in backend and "--api-versions argoproj.io/v1alpha1/Application" in backend
+    assert backend.endswith("--include-crds")
+    root = next(c for c in calls if "argocd/apps" in c)
+    # build environment substituted into the parameters, as Argo CD does
+    assert "--set repoURL=https://github.com/todo-chatbot/todo-gitops.git" in root
+    assert "--set targetRevision=main" in root
+    assert len(calls) == 3
+
+
+def test_precommit_run_on_one_values_file_renders_one_app(tmp_path):
+    cache = tmp_path / "cache"
+    assert validate(ROOT, cache=cache).code == 0  # warm the cache, as `make validate` does
+    values = ROOT / "clusters/minikube/values/todo-backend.yaml"
+    original = values.read_text()
+    try:
+        values.write_text(original + "\n# touched\n")
+        r = validate(ROOT, "-v", str(values), cache=cache)
+    finally:
+        values.write_text(original)
+    assert r.code == 0, r.out + r.err
+    assert "1 helm render(s), 2 from cache" in r.err
+    assert r.json["summary"]["apps"] == 1
+
+
+def test_unchanged_repo_is_served_from_cache(tmp_path):
+    cache = tmp_path / "cache"
+    validate(ROOT, cache=cache)
+    r = validate(ROOT, "-v", cache=cache)
+    assert "0 helm render(s), 3 from cache" in r.err
+
+
+def edit(repo: Path, rel: str, old: str, new: str) -> None:
+    p = repo / rel
+    text = p.read_text()
+    assert old in text, f"{old!r} not in {rel}"
+    p.write_text(text.replace(old, new, 1))
+
+
+def finding(r, rule: str) -> dict:
+    hits = [f for f in r.json["findings"] if f["rule"] == rule]
+    assert hits, f"no {rule} in {r.json['findings']}"
+    return hits[0]
+
+
+def test_unknown_values_key_says_did_you_mean(repo_copy):
+    edit(repo_copy, "clusters/minikube/values/todo-backend.yaml", "replicaCount:", "replicaCont:")
+    r = validate(repo_copy)
+    assert r.code == 1
+    f = finding(r, "values/unknown-key")
+    assert f["file"] == "clusters/minikube/values/todo-backend.yaml" and f["line"]
+    assert "did you mean 'replicaCount'" in f["message"] and f["app"] == "todo-backend"
+
+
+def test_values_schema_error_points_at_the_value_file_line(repo_copy):
+    rel = "clusters/minikube/values/todo-frontend.yaml"
+    edit(repo_copy, rel, "replicaCount: 2", "replicaCount: two")
+    r = validate(repo_copy)
+    f = finding(r, "values/schema")
+    lines = (repo_copy / rel).read_text().splitlines()
+    assert f["file"] == rel and "replicaCount: two" in lines[f["line"] - 1]
+
+
+def test_literal_secret_in_values_is_refused(repo_copy):
+    rel = "clusters/minikube/values/todo-backend.yaml"
+    edit(repo_copy, rel, "  LOG_LEVEL: info\n", "  LOG_LEVEL: info\n  GROQ_API_KEY: gsk-not-a-real-key\n")
+    r = validate(repo_copy)
+    assert r.code == 1
+    f = finding(r, "secrets/literal-value")
+    assert f["file"] == rel and f["line"] == 21 and "config.GROQ_API_KEY" in f["message"]
+
+
+def test_missing_value_file_is_a_finding(repo_copy):
+    edit(repo_copy, "clusters/minikube/apps.yaml", "values/todo-backend.yaml", "values/todo-backnd.yaml")
+    r = validate(repo_copy)
+    assert r.code == 1 and "Traceback" not in r.err
+    f = finding(r, "argocd/missing-value-file")
+    assert "todo-backnd.yaml" in f["message"] and f["app"] == "todo-backend"
+
+
+def test_value_file_outside_the_repo_is_refused(repo_copy):
+    edit(repo_copy, "argocd/root-app.yaml", "- ../../clusters/minikube/apps.yaml", "- ../../../../etc/passwd")
+    r = validate(repo_copy)
+    f = finding(r, "argocd/outside-repo")
+    assert f["file"] == "argocd/root-app.yaml" and f["line"] == 21
+
+
+def test_missing_source_path_is_a_finding_at_its_line(repo_copy):
+    edit(repo_copy, "argocd/root-app.yaml", "path: argocd/apps", "path: argocd/appz")
+    r = validate(repo_copy)
+    f = finding(r, "argocd/missing-path")
+    assert f["file"] == "argocd/root-app.yaml" and f["line"] == 17
+
+
+def test_broken_template_is_a_render_finding(repo_copy):
+    p = repo_copy / "apps/todo-backend/templates/configmap.yaml"
+    p.write_text(p.read_text() + "\n{{ .Values.nope.deeper }}\n")
+    r = validate(repo_copy)
+    f = finding(r, "values/render-failed")
+    assert f["app"] == "todo-backend" and "nil pointer" in f["message"]
+
+
+def test_applicationset_list_and_multi_source_ref(repo_copy):
+    (repo_copy / "clusters/minikube/extra.yaml").write_text("""\
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata: {name: extra, namespace: argocd}
+spec:
+  goTemplate: true
+  generators:
+    - list:
+        elements:
+          - {name: extra-backend, chart: todo-backend}
+  template:
+    metadata: {name: '{{.name}}'}
+    spec:
+      project: todo
+      sources:
+        - repoURL: https://github.com/todo-chatbot/todo-gitops.git
+          targetRevision: main
+          path: 'apps/{{.chart}}'
+          helm:
+            valueFiles: [$values/clusters/minikube/values/todo-backend.yaml]
+            valuesObject: {image: {tag: latest}}
+        - repoURL: https://github.com/todo-chatbot/todo-gitops.git
+          targetRevision: main
+          ref: values
+      destination: {server: https://kubernetes.default.svc, namespace: todo}
+""")
+    r = validate(repo_copy)
+    assert r.code == 1
+    f = finding(r, "values/schema")  # valuesObject is layered over the $ref value file
+    assert f["app"] == "extra-backend" and "image.tag" in f["message"]
+
+
+def test_removed_api_in_a_chart_template(repo_copy):
+    edit(repo_copy, "apps/todo-frontend/templates/pdb.yaml", "policy/v1", "policy/v1beta1")
+    r = validate(repo_copy)
+    f = finding(r, "schema/removed-api")
+    assert f["file"] == "apps/todo-frontend/templates/pdb.yaml" and f["app"] == "todo-frontend"
+
+
+def test_git_commit_is_refused_by_the_pre_commit_hook(repo_copy):
+    """The real pre-commit, the real hook config, the real git: a bad values change cannot be committed."""
+    for d in (".venv", ".tools"):
+        (repo_copy / d).symlink_to(ROOT / d)
+    env = tool_env()
+    env["PRE_COMMIT_HOME"] = str(Path.home() / ".cache" / "pre-commit")  # hook envs are reused across tests
+    pc = Path(sys.executable).parent / "pre-commit"
+    subprocess.run([str(pc), "install"], cwd=repo_copy, env=env, check=True, capture_output=True)
+    edit(repo_copy, "clusters/minikube/values/todo-backend.yaml", "replicaCount:", "replicaCont:")
+    subprocess.run(["git", "add", "-A"], cwd=repo_copy, check=True)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    p = subprocess.run([*git, "commit", "-m", "typo"], cwd=repo_copy, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert p.returncode != 0, p.stdout + p.stderr
+    out = p.stdout + p.stderr
+    assert "values/unknown-key" in out and "did you mean 'replicaCount'" in out, out
+    # and the fix goes through
+    edit(repo_copy, "clusters/minikube/values/todo-backend.yaml", "replicaCont:", "replicaCount:")
+    subprocess.run(["git", "add", "-A"], cwd=repo_copy, check=True)
+    p = subprocess.run([*git, "commit", "-m", "fine"], cwd=repo_copy, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_rules_doc_is_current():
+    p = subprocess.run([sys.executable, "-m", "validator.docs", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
