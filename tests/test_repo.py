@@ -3,12 +3,10 @@ rendering exactly as Argo CD does, value files, the cache, and the pre-commit ga
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import ROOT, TOOLS, run_cli, tool_env
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .config import Config, normalize_url
-from .findings import Finding, ObjectRef, Severity
+from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
 from .yamlio import YamlProblem, decode, load_all
 
@@ -205,7 +205,3 @@ def expand_applicationset(appset: Manifest, repo: Path, config: Config) -> tuple
         doc.setdefault("metadata", {}).setdefault("namespace", appset.namespace or "argocd")
         apps.append(Manifest(doc, appset.file, appset.line, cluster=appset.cluster, yaml=None))
     return apps, findings
-
-
-def ref_of(m: Manifest) -> ObjectRef:
-    return m.ref

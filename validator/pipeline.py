@@ -223,12 +223,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
             for (a, _), r in zip(jobs, results):
                 a.findings += r.findings
                 a.manifests += r.manifests
-                if r.cached:
-                    cache_hits += 1
-                elif r.manifests or not r.findings:
-                    helm_runs += 1
-                else:
-                    helm_runs += 1
+                cache_hits += r.cached
+                helm_runs += not r.cached
                 for child in r.manifests:
                     if child.kind == "Application" and child.api_version.startswith("argoproj.io/"):
                         pending.append(_App(child, a.cluster))

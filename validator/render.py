@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
-from .yamlio import Document, YamlProblem, load_all, split_stream
+from .yamlio import YamlProblem, load_all, split_stream
 
 HELM_TIMEOUT = 60
 
@@ -104,17 +104,6 @@ def inside(repo: Path, candidate: Path) -> bool:
         return True
     except ValueError:
         return False
-
-
-def chart_values_layers(repo: Path, req: RenderRequest) -> list[tuple[str, Document | None]]:
-    """(file, parsed document) for the chart's values.yaml and each value file, in helm's order."""
-    out: list[tuple[str, Document | None]] = []
-    for rel in [f"{req.chart}/values.yaml", *req.value_files]:
-        p = repo / rel
-        if p.is_file():
-            docs = list(load_all(p.read_text(encoding="utf-8")))
-            out.append((rel, docs[0] if docs else None))
-    return out
 
 
 # --- running helm ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import jsonschema
 
 from . import schemastore
 from .findings import Finding, Severity
-from .model import Manifest
+from .model import Manifest, walk
 from .render import RenderRequest
 from .rules.secrets import looks_secret
 from .yamlio import Document, YamlProblem, decode, load_all
@@ -148,7 +148,6 @@ def _unknown_keys(override: Any, chart: Any, rel: str, doc: Document, app: str) 
 
 
 def _literal_secrets(data: Any, rel: str, doc: Document, app: str) -> list[Finding]:
-    from .model import walk
     return [Finding("secrets/literal-value", Severity.ERROR,
                     f"{'.'.join(map(str, path))!r} holds a literal secret; reference an existing Secret instead",
                     rel, doc.line_of(path), None, app)

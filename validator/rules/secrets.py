@@ -246,7 +246,7 @@ RULES = [
          "(`make bootstrap` from a local .env, a secrets operator) and declare them in the cluster "
          "facts. A service-account-token Secret without data, which the cluster fills, is fine.",
          "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ntype: Opaque\n"
-         "stringData: {JWT_SECRET: change-me-in-prod}\n",
+         "stringData: {JWT_SECRET: \"...\"}\n",
          _TOKEN_SECRET,
          check_data_in_git),
     Rule("secrets/literal-value", Severity.ERROR,
