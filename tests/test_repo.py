@@ -117,6 +117,8 @@ def test_missing_value_file_is_a_finding(repo_copy):
     assert r.code == 1 and "Traceback" not in r.err
     f = finding(r, "argocd/missing-value-file")
     assert "todo-backnd.yaml" in f["message"] and f["app"] == "todo-backend"
+    # the child Application was rendered from apps.yaml: the finding points at the line there
+    assert f["file"] == "clusters/minikube/apps.yaml" and f["line"] == 8
 
 
 def test_value_file_outside_the_repo_is_refused(repo_copy):

@@ -23,6 +23,9 @@ class Target:
     kube_version: str
     api_versions: tuple[str, ...]
     revision: str
+    #: for an Application rendered by a parent chart: the parent's value files, where the
+    #: settings it was rendered from are written (findings point there, with a line)
+    hint_files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -41,6 +44,31 @@ def _sources(spec: dict) -> list[tuple[tuple, dict]]:
     return []
 
 
+def _value_at(doc: dict, path: tuple) -> object:
+    for p in path:
+        if isinstance(doc, dict):
+            doc = doc.get(p)
+        elif isinstance(doc, list) and isinstance(p, int) and p < len(doc):
+            doc = doc[p]
+        else:
+            return None
+    return doc
+
+
+def _locate_in_hints(repo: Path, files: tuple[str, ...], value: object) -> tuple[str, int] | None:
+    """The first line of ``files`` that spells ``value`` (a path, a value file name)."""
+    if not isinstance(value, str) or not value:
+        return None
+    for rel in files:
+        try:
+            for n, text in enumerate((repo / rel).read_text(encoding="utf-8").splitlines(), 1):
+                if value in text:
+                    return rel, n
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
 def _repo_path(base: str, rel: str) -> str:
     """Join like Argo CD: absolute paths are relative to the repo root."""
     joined = rel.lstrip("/") if rel.startswith("/") else posixpath.join(base, rel)
@@ -55,7 +83,10 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
     refs = {s["ref"]: s for _, s in sources if s.get("ref")}
 
     def finding(rule: str, msg: str, where: tuple, sev: Severity = Severity.ERROR) -> None:
-        out.findings.append(Finding(rule, sev, msg, app.file, app.line_of(where), app.ref, app.name))
+        file, line = app.file, app.line_of(where)
+        if line is None:
+            file, line = _locate_in_hints(repo, target.hint_files, _value_at(app.doc, where)) or (file, line)
+        out.findings.append(Finding(rule, sev, msg, file, line, app.ref, app.name))
 
     if not sources:
         finding("schema/invalid", "Application has neither spec.source nor spec.sources", ("spec",))

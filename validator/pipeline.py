@@ -163,6 +163,7 @@ def _finish(findings: list[Finding], opts: Options, apps: int, objects: int, sta
 class _App:
     manifest: Manifest
     cluster: str | None
+    hint_files: tuple[str, ...] = ()   # the parent's value files, for an app rendered by one
     paths: set[str] = field(default_factory=set)
     manifests: list[Manifest] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -206,7 +207,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                     continue
                 apps[key] = a
                 version = versions.get(a.cluster, default_version) if a.cluster else default_version
-                target = appsource.Target(a.cluster, version, schemastore.api_versions(root, version), revision)
+                target = appsource.Target(a.cluster, version, schemastore.api_versions(root, version), revision,
+                                          a.hint_files)
                 prep = appsource.prepare(a.manifest, repo, config, target)
                 a.findings += prep.findings
                 a.paths |= prep.paths
@@ -220,14 +222,14 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                 helm = find_tool("helm", HELM_HINT)
             results = list(pool.map(lambda j: render.render(repo, j[1], helm, opts.cache_dir), jobs))
             pending = []
-            for (a, _), r in zip(jobs, results):
+            for (a, req), r in zip(jobs, results):
                 a.findings += r.findings
                 a.manifests += r.manifests
                 cache_hits += r.cached
                 helm_runs += not r.cached
                 for child in r.manifests:
                     if child.kind == "Application" and child.api_version.startswith("argoproj.io/"):
-                        pending.append(_App(child, a.cluster))
+                        pending.append(_App(child, a.cluster, tuple(req.value_files)))
 
     selected = _affected(opts, apps, disc)
     file_objects = [m for m in disc.argo if m.file]
