@@ -542,6 +542,17 @@ def test_teardown_real_run_against_fake_tools(tmp_path):
     assert not any(c.startswith("minikube delete") for c in calls(fake_dir))
 
 
+def test_teardown_of_a_stopped_cluster_touches_nothing_inside_it(tmp_path):
+    path, fake_dir = fake_path(tmp_path)
+    proc = run_script("teardown.sh", env={"FAKE_DIR": str(fake_dir)}, path=path)
+    assert proc.returncode == 0, proc.stderr
+    assert "minikube is not running" in proc.stdout
+    assert mutating_calls(fake_dir) == []
+    proc = run_script("teardown.sh", "--delete-cluster", env={"FAKE_DIR": str(fake_dir)}, path=path)
+    assert proc.returncode == 0, proc.stderr
+    assert mutating_calls(fake_dir) == ["minikube delete"]
+
+
 def test_build_images_dry_run_plan(tmp_path):
     path, fake_dir = fake_path(tmp_path, fakes=("minikube", "docker"))
     proc = run_script("build-images.sh", "--dry-run", env={"APP_SRC": "/src/todo-chatbot", "FAKE_DIR": str(fake_dir)},
