@@ -168,8 +168,8 @@ def test_github_format_is_workflow_commands(tmp_path):
 
 
 def test_text_format_groups_by_file_and_sums_up(tmp_path):
-    r = manifests(tmp_path, GOOD)  # json; now text
     f = tmp_path / "m.yaml"
+    f.write_text(GOOD)
     r = run_cli("--manifests", str(f), cwd=tmp_path)
     assert r.code == 0 and "\033[" not in r.out
     assert "0 errors, 0 warnings" in r.out.splitlines()[-1]

@@ -80,19 +80,17 @@ def discover(repo: Path, config: Config) -> Discovery:
         ms, fs = manifests_from_file(repo, rel)
         findings += fs
         argo += [m for m in ms if m.kind in ARGO_KINDS and m.api_version.startswith("argoproj.io/")]
-    clusters, cf = load_clusters(repo, config, files)
+    clusters, cf = load_clusters(repo, config)
     return Discovery(argo, clusters, chart_dirs, findings + cf)
 
 
-def load_clusters(repo: Path, config: Config, files: list[str]) -> tuple[dict[str, ClusterFacts], list[Finding]]:
+def load_clusters(repo: Path, config: Config) -> tuple[dict[str, ClusterFacts], list[Finding]]:
     """Cluster facts from ``clusters/<name>/cluster.yaml`` plus what the config adds."""
     facts: dict[str, ClusterFacts] = {}
     findings: list[Finding] = []
     dirs = {name: c.path for name, c in config.clusters.items()}
-    for f in files:
-        p = Path(f)
-        if p.name == "cluster.yaml" and len(p.parts) == 3 and p.parts[0] == "clusters":
-            dirs.setdefault(p.parts[1], str(p.parent))
+    for p in sorted(repo.glob("clusters/*/cluster.yaml")):
+        dirs.setdefault(p.parent.name, f"clusters/{p.parent.name}")
     for name, d in sorted(dirs.items()):
         cf = ClusterFacts(name=name, directory=d)
         rel = f"{d}/cluster.yaml"

@@ -126,6 +126,11 @@ class Container:
         """A native sidecar: an init container that keeps running."""
         return self.init and self.spec.get("restartPolicy") == "Always"
 
+    @property
+    def long_running(self) -> bool:
+        """Runs as long as the pod (and can serve traffic): a regular container or a native sidecar."""
+        return not self.init or self.sidecar
+
     def ports(self) -> list[dict]:
         return [p for p in self.spec.get("ports") or [] if isinstance(p, dict)]
 

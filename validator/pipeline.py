@@ -10,6 +10,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from . import appsource, discover, policy, render, schema, schemastore
@@ -137,10 +138,8 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path, start: float) ->
                     manifests.append(Manifest(d.data, name, d.line, yaml=d))
             except YamlProblem as e:
                 findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
-    facts = None
-    if opts.config.clusters or (opts.repo / "clusters").is_dir():
-        clusters, _ = discover.load_clusters(opts.repo, opts.config, discover.repo_files(opts.repo)) if (opts.repo / ".git").exists() else ({}, [])
-        facts = next(iter(clusters.values())) if len(clusters) == 1 else None
+    clusters, _ = discover.load_clusters(opts.repo, opts.config)
+    facts = next(iter(clusters.values())) if len(clusters) == 1 else None  # which one is ambiguous otherwise
     findings += schema.check_objects(manifests, kubeconform, root, version)
     ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
     findings += policy.evaluate(manifests, ctx, opts.config.severities)
@@ -175,8 +174,13 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     findings = list(disc.findings)
     versions = {name: _kube_version(opts, cf) for name, cf in disc.clusters.items()}
     default_version = _kube_version(opts, None)
+
+    def version_of(cluster: str | None) -> str:
+        return versions.get(cluster, default_version) if cluster else default_version
+
     for v in {*versions.values(), default_version}:
         _require_schemas(root, v)
+    api_versions = {v: schemastore.api_versions(root, v) for v in {*versions.values(), default_version}}
     revision = _revision(repo)
 
     top: list[Manifest] = []
@@ -206,9 +210,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                                               a.manifest.file, a.manifest.line, a.manifest.ref, a.manifest.name))
                     continue
                 apps[key] = a
-                version = versions.get(a.cluster, default_version) if a.cluster else default_version
-                target = appsource.Target(a.cluster, version, schemastore.api_versions(root, version), revision,
-                                          a.hint_files)
+                version = version_of(a.cluster)
+                target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files)
                 prep = appsource.prepare(a.manifest, repo, config, target)
                 a.findings += prep.findings
                 a.paths |= prep.paths
@@ -220,9 +223,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                         jobs.append((a, req))
             if jobs and helm is None:
                 helm = find_tool("helm", HELM_HINT)
-            results = list(pool.map(lambda j: render.render(repo, j[1], helm, opts.cache_dir), jobs))
+            do_render = partial(render.render, repo, helm=helm, cache_dir=opts.cache_dir)
+            results = list(pool.map(do_render, [req for _, req in jobs]))
             pending = []
-            for (a, req), r in zip(jobs, results):
+            for (a, req), r in zip(jobs, results, strict=True):
                 a.findings += r.findings
                 a.manifests += r.manifests
                 cache_hits += r.cached
@@ -231,47 +235,51 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                     if child.kind == "Application" and child.api_version.startswith("argoproj.io/"):
                         pending.append(_App(child, a.cluster, tuple(req.value_files)))
 
-    selected = _affected(opts, apps, disc)
+    scope = _Scope.of(opts, apps, disc)
     file_objects = [m for m in disc.argo if m.file]
     all_objects = file_objects + [m for a in apps.values() for m in a.manifests]
-    checked = [m for m in all_objects if _keep(m.app, m.file, selected, opts)]
+    checked = [m for m in all_objects if scope.keeps(m.app, m.file)]
     for a in apps.values():
         findings += a.findings
-    findings = [f for f in findings if _keep(f.app, f.file, selected, opts)]
+    findings = [f for f in findings if scope.keeps(f.app, f.file)]
 
+    by_version: dict[str, list[Manifest]] = {}
+    for m in checked:
+        by_version.setdefault(version_of(m.cluster), []).append(m)
+    for v, batch in sorted(by_version.items()):
+        findings += schema.check_objects(batch, kubeconform, root, v)
     by_cluster: dict[str | None, list[Manifest]] = {}
     for m in all_objects:
         by_cluster.setdefault(m.cluster, []).append(m)
-    if checked:
-        versions_in_play = {versions.get(m.cluster, default_version) if m.cluster else default_version for m in checked}
-        for v in sorted(versions_in_play):
-            batch = [m for m in checked if (versions.get(m.cluster, default_version) if m.cluster else default_version) == v]
-            findings += schema.check_objects(batch, kubeconform, root, v)
     for cluster, objs in by_cluster.items():
         ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
-        findings += policy.evaluate([m for m in objs if _keep(m.app, m.file, selected, opts)], ctx, config.severities)
-    n_apps = sum(1 for a in apps.values() if selected is None or a.manifest.name in selected)
+        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities)
+    n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits)
 
 
-def _affected(opts: Options, apps: dict[tuple, _App], disc: discover.Discovery) -> set[str] | None:
-    """Names of the apps the changed files affect; None means everything."""
-    if not opts.paths:
-        return None
-    changed = {posixpath.normpath(p) for p in opts.paths}
-    if changed & set(GLOBAL_FILES) or any(
-            cf.directory and p == f"{cf.directory}/cluster.yaml" for p in changed for cf in disc.clusters.values()):
-        return None
-    out = set()
-    for a in apps.values():
-        dirs = [p for p in a.paths if (opts.repo / p).is_dir()]
-        if (a.manifest.file in changed and a.manifest.line is not None) or changed & a.paths or any(
-                c.startswith(d.rstrip("/") + "/") for c in changed for d in dirs):
-            out.add(a.manifest.name)
-    return out
+@dataclass
+class _Scope:
+    """What a run reports on: every app, or (with changed files) the apps those files affect
+    and the changed files themselves. Other apps are still loaded, for cross-app references."""
+    apps: set[str] | None          # None: everything
+    changed: set[str]
 
+    @classmethod
+    def of(cls, opts: Options, apps: dict[tuple, _App], disc: discover.Discovery) -> "_Scope":
+        if not opts.paths:
+            return cls(None, set())
+        changed = {posixpath.normpath(p) for p in opts.paths}
+        if changed & set(GLOBAL_FILES) or any(
+                cf.directory and p == f"{cf.directory}/cluster.yaml" for p in changed for cf in disc.clusters.values()):
+            return cls(None, changed)
+        affected = set()
+        for a in apps.values():
+            dirs = [p for p in a.paths if (opts.repo / p).is_dir()]
+            if (a.manifest.file in changed and a.manifest.line is not None) or changed & a.paths or any(
+                    c.startswith(d.rstrip("/") + "/") for c in changed for d in dirs):
+                affected.add(a.manifest.name)
+        return cls(affected, changed)
 
-def _keep(app: str | None, file: str | None, selected: set[str] | None, opts: Options) -> bool:
-    if selected is None:
-        return True
-    return (app in selected) or (file is not None and file in {posixpath.normpath(p) for p in opts.paths})
+    def keeps(self, app: str | None, file: str | None) -> bool:
+        return self.apps is None or app in self.apps or (file is not None and file in self.changed)

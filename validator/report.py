@@ -60,7 +60,7 @@ def as_json(findings: list[Finding], summary: Summary, out: TextIO, colour: bool
 
 def sarif(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
     from .rules import REGISTRY
-    used = sorted({f.rule for f in findings} | set())
+    used = sorted({f.rule for f in findings})
     rules = [{"id": rid, "name": rid.replace("/", "-"),
               "shortDescription": {"text": REGISTRY[rid].summary if rid in REGISTRY else rid},
               "fullDescription": {"text": REGISTRY[rid].why if rid in REGISTRY else rid},

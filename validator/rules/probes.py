@@ -8,7 +8,7 @@ from typing import Iterable
 from ..findings import Problem, Severity
 from ..model import LONG_RUNNING_KINDS, Container, Manifest, containers
 from .base import Context, Rule
-from .resources import example_deployment
+from .examples import example_deployment
 
 CATEGORY = "probes"
 
@@ -21,9 +21,7 @@ def _serving(m: Manifest) -> Iterable[Container]:
     long-running workload (not hooks, plain Pods, Jobs or CronJobs)."""
     if m.kind not in LONG_RUNNING_KINDS or m.is_hook():
         return
-    for c in containers(m):
-        if not c.init or c.sidecar:
-            yield c
+    yield from (c for c in containers(m) if c.long_running)
 
 
 def _missing(m: Manifest, probe: str, advice: str) -> Iterable[Problem]:

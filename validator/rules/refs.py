@@ -9,10 +9,10 @@ import re
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import WORKLOAD_KINDS, Container, Manifest, containers, pod_labels, pod_template
+from ..model import WORKLOAD_KINDS, Manifest, containers, pod_labels, pod_template
 from .base import Context, Rule
 from .probes import port_number
-from .resources import example_deployment
+from .examples import example_deployment
 from .secrets import pod_refs, qualified
 
 CATEGORY = "refs"
@@ -44,13 +44,6 @@ def _selected(service: Manifest, ctx: Context) -> list[Manifest]:
                                                 for k, v in sel.items()):
                 out.append(w)
     return out
-
-
-def _serving(w: Manifest) -> Iterator[Container]:
-    """Containers that can receive traffic: regular containers and native sidecars."""
-    for c in containers(w):
-        if not c.init or c.sidecar:
-            yield c
 
 
 def _labels_text(labels: dict) -> str:
@@ -89,7 +82,7 @@ def check_target_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
             continue
         number = port_number(target)
         for w in workloads:
-            ports = [p for c in _serving(w) for p in c.ports()]
+            ports = [p for c in containers(w) if c.long_running for p in c.ports()]
             if number is None:
                 ok = any(p.get("name") == target for p in ports)
             else:

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 from ..findings import Problem, Severity
 from ..model import Manifest, containers, pod_template
 from .base import Context, Rule
-from .resources import example_deployment
+from .examples import example_deployment
 
 CATEGORY = "secrets"
 
