@@ -135,6 +135,15 @@ def test_missing_source_path_is_a_finding_at_its_line(repo_copy):
     assert f["file"] == "argocd/root-app.yaml" and f["line"] == 17
 
 
+def test_an_application_defined_twice_is_a_finding(repo_copy):
+    text = (repo_copy / "argocd/root-app.yaml").read_text()
+    (repo_copy / "clusters/minikube/root-again.yaml").write_text(text)
+    r = validate(repo_copy)
+    f = finding(r, "argocd/duplicate-application")
+    assert f["file"] == "clusters/minikube/root-again.yaml" and f["line"] == 7  # metadata.name
+    assert "first in argocd/root-app.yaml" in f["message"]
+
+
 def test_broken_template_is_a_render_finding(repo_copy):
     p = repo_copy / "apps/todo-backend/templates/configmap.yaml"
     p.write_text(p.read_text() + "\n{{ .Values.nope.deeper }}\n")

@@ -204,10 +204,12 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
             jobs: list[tuple[_App, render.RenderRequest]] = []
             for a in pending:
                 key = (a.cluster, a.manifest.namespace, a.manifest.name)
-                if key in apps:
-                    a.findings.append(Finding("argocd/outside-repo", Severity.ERROR,
-                                              f"Application {a.manifest.name!r} is defined twice (or renders itself)",
-                                              a.manifest.file, a.manifest.line, a.manifest.ref, a.manifest.name))
+                if key in apps:  # the first definition wins, as it does in the cluster
+                    m = a.manifest
+                    findings.append(Finding("argocd/duplicate-application", Severity.ERROR,
+                                            f"Application {m.name!r} is defined twice (or renders itself); "
+                                            f"first in {apps[key].manifest.file}",
+                                            m.file, m.line_of(("metadata", "name")), m.ref, m.name))
                     continue
                 apps[key] = a
                 version = version_of(a.cluster)

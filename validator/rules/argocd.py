@@ -68,6 +68,12 @@ RULES = [
          "an Application source type the validator does not render (Kustomize, a plugin)",
          "Only Helm charts and plain directories are rendered; other sources are not checked.",
          _APP % ("overlays/prod", ", kustomize: {}"), _APP % ("apps/web", "")),
+    Rule("argocd/duplicate-application", Severity.ERROR,
+         "two Applications with the same name in one cluster (or an app-of-apps that renders itself)",
+         "Argo CD keeps one Application per name and namespace: the second definition overwrites the "
+         "first, and the two sources fight on every sync.",
+         _APP % ("apps/web", "") + "---\n" + _APP % ("apps/web-v2", ""),
+         _APP % ("apps/web", "")),
     Rule("argocd/revision-history-limit", Severity.ERROR,
          "`revisionHistoryLimit: 0` on an Application",
          "Rollback from the UI or `argocd app rollback` picks an entry of the sync history; with "
