@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup validate test lint docs clean
+.PHONY: help setup validate test e2e e2e-build lint docs clean
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -17,6 +17,12 @@ validate: setup ## validate this repository with gitops-validate
 
 test: setup ## run every test (helm, kubeconform, git and pre-commit for real)
 	pytest $(PYTEST_ARGS)
+
+e2e-build: setup ## build the e2e harness once: etcd, Kubernetes, kwok, Argo CD from Go modules (+ redis)
+	@scripts/e2e-build.sh
+
+e2e: e2e-build ## the GitOps loop for real: control plane + Argo CD on loopback sync this repo (docs/testing.md)
+	pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 docs: setup ## regenerate docs/rules.md and the chart READMEs' values tables
 	python -m validator.docs --write

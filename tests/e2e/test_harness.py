@@ -1,0 +1,93 @@
+"""The harness cleans up after itself: a run interrupted midway leaves no process and no port behind.
+
+A child pytest runs the GitOps loop; once the control plane and Argo CD are up it is interrupted
+(Ctrl-C, or killed outright). Its processes are the ones whose working directory is in its
+temporary directory (the harness starts each one there).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from e2e.harness import ROOT
+
+pytestmark = pytest.mark.e2e
+
+# As /proc/<pid>/comm shows them: at most 15 characters.
+WANTED = {name[:15] for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+                                 "redis-server", "argocd-repo-server", "argocd-application-controller",
+                                 "argocd-server")}
+
+
+def started_in(run: Path) -> dict[int, str]:
+    """pid -> program name of every live process whose working directory is inside `run`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).is_relative_to(run.resolve()):
+                found[int(entry.name)] = (entry / "comm").read_text().strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def listening(pids: set[int]) -> set[int]:
+    """TCP ports the given processes listen on (from /proc/net/tcp and their open sockets)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    return {port for port, inode in _listen_table() if inode in inodes}
+
+
+def _listen_table() -> list[tuple[int, str]]:
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                rows.append((int(fields[1].rsplit(":", 1)[1], 16), fields[9]))
+    return rows
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_interrupted_run_leaves_nothing(sig: signal.Signals, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", f"--basetemp={run}",
+         str(ROOT / "tests" / "e2e" / "test_gitops_loop.py")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not WANTED <= set(started_in(run).values()):
+            assert child.poll() is None, f"the run ended (exit {child.returncode}) before everything was up"
+            assert time.monotonic() < deadline, f"not all up after 300 s: {sorted(set(started_in(run).values()))}"
+            time.sleep(1)
+        ports = listening(set(started_in(run)))
+        assert ports, "the harness's processes listen on no port"
+        child.send_signal(sig)
+        child.wait(120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+    deadline = time.monotonic() + 30  # the kernel delivers PDEATHSIG; give stragglers a moment
+    while (left := started_in(run)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"left running after {sig.name}: {left}"
+    still = ports & {port for port, _ in _listen_table()}
+    assert not still, f"ports still listening after {sig.name}: {sorted(still)}"
