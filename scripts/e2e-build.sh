@@ -37,14 +37,6 @@ declare -A LDFLAGS=(
   [kwok]=""
   [argocd]="-X $argocd_pkg.version=${ARGOCD_VERSION#v} -X $argocd_pkg.gitTag=$ARGOCD_VERSION -X $argocd_pkg.gitTreeState=clean"
 )
-# component name -> packages to build (the `tool` lines of its go.mod)
-declare -A PACKAGES=(
-  [etcd]="go.etcd.io/etcd/server/v3"
-  [kubernetes]="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
-  [kwok]="sigs.k8s.io/kwok/cmd/kwok"
-  [argocd]="github.com/argoproj/argo-cd/v3/cmd"
-)
-
 # kwok's binary has no built-in behaviour: the stages kwokctl uses by default (node: initialize,
 # heartbeat with a lease; pod: ready, complete, delete) are config, shipped in its module.
 kwok_stages() {
@@ -81,9 +73,9 @@ build() {
   local start=$SECONDS out
   out="$(mktemp -d "$E2E_HOME/build.XXXXXX")"
   BUILD_DIRS+=("$out")
-  log "building $name (first time only)"
-  # shellcheck disable=SC2086  # word splitting of the package list is intended
-  (cd "$dir" && go build -trimpath -ldflags "${LDFLAGS[$name]}" -o "$out/" ${PACKAGES[$name]})
+  log "building $name (new, or its go.mod, go.sum, Go or this script changed)"
+  # `tool`: the programs the module's go.mod names in its tool lines.
+  (cd "$dir" && go build -trimpath -ldflags "${LDFLAGS[$name]}" -o "$out/" tool)
   case "$name" in
     etcd) mv "$out/server" "$BIN/etcd" ;;
     argocd)
@@ -109,3 +101,4 @@ components=("$@")
 for name in "${components[@]}"; do
   build "$name"
 done
+log "ready: ${BIN#"$ROOT"/}"

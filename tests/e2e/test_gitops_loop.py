@@ -40,7 +40,7 @@ def test_bootstrap_syncs_every_app(loop: Loop) -> None:
         assert d["spec"]["replicas"] == 2 and d["status"]["availableReplicas"] == 2, name
         pods = loop.kubectl.get("pods", namespace=APP_NAMESPACE)["items"]
         ready = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/name") == name
-                 and p["status"].get("phase") == "Running"
+                 and "deletionTimestamp" not in p["metadata"] and p["status"].get("phase") == "Running"
                  and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])]
         assert len(ready) == 2, f"{name}: {len(ready)} pods Running and Ready"
 
