@@ -8,6 +8,7 @@ temporary directory (the harness starts each one there).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,9 +86,14 @@ def test_interrupted_run_leaves_nothing(sig: signal.Signals, tmp_path: Path) -> 
             child.kill()
             child.wait()
 
-    deadline = time.monotonic() + 30  # the kernel delivers PDEATHSIG; give stragglers a moment
-    while (left := started_in(run)) and time.monotonic() < deadline:
+    # The kernel delivers PDEATHSIG and closes the sockets of what it killed; give that a moment.
+    deadline = time.monotonic() + 30
+    while True:
+        left = started_in(run)
+        still = ports & {port for port, _ in _listen_table()}
+        if not (left or still) or time.monotonic() > deadline:
+            break
         time.sleep(0.5)
     assert not left, f"left running after {sig.name}: {left}"
-    still = ports & {port for port, _ in _listen_table()}
-    assert not still, f"ports still listening after {sig.name}: {sorted(still)}"
+    owners = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout if still and shutil.which("ss") else ""
+    assert not still, f"ports still listening 30 s after {sig.name}: {sorted(still)}\n{owners}"
