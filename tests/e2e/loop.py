@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
+from conftest import Run, run_cli  # tests/conftest.py: the CLI with the pinned tools
 
 from e2e.harness import ARGOCD, ROOT, ArgoCD, GitRepo, HarnessError, Kubectl, Processes
 
 APP_NAMESPACE = "todo"
 CLUSTER = yaml.safe_load((ROOT / "clusters" / "minikube" / "cluster.yaml").read_text())
-TOOLS = ROOT / ".tools" / "bin"
 
 
 @dataclass
@@ -66,12 +62,9 @@ class Loop:
         return self.procs.wait_until(f"deployment {name} rolled out with tag {image_tag}", rolled, timeout,
                                      logs=("kube-controller-manager", "kwok", "argocd-application-controller"))
 
-    def validate(self) -> subprocess.CompletedProcess:
-        """gitops-validate on the checkout, as the pre-commit hook and CI run it."""
-        env = {**os.environ, "PATH": f"{TOOLS}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "GITOPS_VALIDATE_SCHEMA_DIR": str(ROOT / ".tools" / "schemas")}
-        return subprocess.run([str(Path(sys.executable).parent / "gitops-validate"), "--format=json", "--no-cache"],
-                              cwd=self.repo.checkout, env=env, capture_output=True, text=True, timeout=120)
+    def validate(self) -> Run:
+        """gitops-validate on the checkout, with the pinned tools, as the pre-commit hook and CI run it."""
+        return run_cli("--format=json", "--no-cache", cwd=self.repo.checkout)
 
 
 def seconds(duration: str) -> float:

@@ -59,7 +59,7 @@ def test_bootstrap_syncs_every_app(loop: Loop) -> None:
 
 def test_merge_deploys_without_a_manual_step(loop: Loop) -> None:
     sha = loop.repo.merge(f"backend {NEW_TAG}", BACKEND_VALUES, set_backend_tag(NEW_TAG))
-    assert loop.validate().returncode == 0, "the merged change is valid"
+    assert loop.validate().code == 0, "the merged change is valid"
     # No sync, no refresh: Argo CD notices the new commit by itself and rolls the Deployment.
     loop.wait_app(BACKEND, revision=sha)
     loop.wait_rolled_out(BACKEND, NEW_TAG)
@@ -108,8 +108,8 @@ def test_a_change_the_validator_refuses_is_one_that_breaks_the_sync(loop: Loop) 
         return text.replace("replicaCount: 2\n", 'replicaCount: "two"\n')
     sha = loop.repo.merge("backend: replicaCount two (what the gate is for)", BACKEND_VALUES, bad_replicas)
     verdict = loop.validate()
-    assert verdict.returncode == 1, verdict.stdout + verdict.stderr
-    assert '"values/schema"' in verdict.stdout
+    assert verdict.code == 1, verdict.out + verdict.err
+    assert "values/schema" in verdict.rules()
 
     # Pushed anyway (a merge that skipped the gate): Argo CD cannot render it either. For its
     # repo error grace period the app still shows the last good state; then the error surfaces.
