@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import copy_repo
+from e2e.harness import copy_repo, read_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / ".tools" / "bin"
 CLI = Path(sys.executable).parent / "gitops-validate"
+VERSIONS = read_versions()
 
 
 def tool_env(path_prefix: str | None = None) -> dict[str, str]:

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
+from conftest import ROOT, VERSIONS
 
-ROOT = Path(__file__).resolve().parents[1]
 MODULES = ROOT / "tests" / "e2e" / "modules"
-VERSIONS = dict(line.split("=", 1) for line in (ROOT / "versions").read_text().splitlines()
-                if line and not line.startswith("#"))
 
 
 def go_mod(name: str) -> dict:

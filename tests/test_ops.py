@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, VERSIONS
 
-ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 TOOLS_BIN = ROOT / ".tools" / "bin"
 APPS = ("backend", "frontend")
@@ -35,15 +35,6 @@ def tool(path: Path) -> str:
     if not (path.is_file() and os.access(path, os.X_OK)):
         pytest.fail(f"{path} not found: run make setup")
     return str(path)
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / "versions").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip()
-    return out
 
 
 def cluster() -> dict:
@@ -92,7 +83,7 @@ def rendered_container(app: str) -> dict:
         proc = subprocess.run(
             [helm, "template", f"todo-{app}", f"apps/todo-{app}", "--namespace", "todo",
              "-f", f"clusters/minikube/values/todo-{app}.yaml",
-             "--kube-version", versions()["KUBERNETES_VERSION"].lstrip("v")],
+             "--kube-version", VERSIONS["KUBERNETES_VERSION"].lstrip("v")],
             cwd=ROOT, capture_output=True, text=True, check=False,
         )
         assert proc.returncode == 0, proc.stderr
@@ -202,7 +193,7 @@ BRANCH = "feature/rollout"
 
 
 def expected_bootstrap_plan(repo: str = REPO, rev: str = BRANCH) -> list[str]:
-    v = versions()
+    v = VERSIONS
     c = cluster()
     default_url = yaml.safe_load((ROOT / "argocd/root-app.yaml").read_text())["spec"]["source"]["repoURL"]
     pattern = re.sub(r"([].|*^$\\[])", r"\\\1", default_url)
@@ -284,7 +275,7 @@ def test_workflow_is_actionlint_clean():
 
 
 def test_install_actionlint_is_stamped_and_idempotent():
-    v = versions()
+    v = VERSIONS
     assert re.fullmatch(r"v\d+\.\d+\.\d+", v.get("ACTIONLINT_VERSION", "")), "versions needs ACTIONLINT_VERSION"
     stamp = ROOT / ".tools/stamps/actionlint"
     tool(TOOLS_BIN / "actionlint")
@@ -370,10 +361,10 @@ def test_bootstrap_version_mismatch_fails_but_only_warns_in_a_dry_run(tmp_path):
     assert "bootstrap: warning: minikube v1.36.0" in dry.stderr
     real = run_script("bootstrap.sh", env=env, path=path)
     assert real.returncode == 1
-    assert real.stderr.startswith("bootstrap: minikube v1.36.0") and versions()["MINIKUBE_VERSION"] in real.stderr
+    assert real.stderr.startswith("bootstrap: minikube v1.36.0") and VERSIONS["MINIKUBE_VERSION"] in real.stderr
     assert mutating_calls(fake_dir) == []
     # kubectl must be within one minor version of the cluster.
-    env = {**env, "FAKE_MINIKUBE_VERSION": versions()["MINIKUBE_VERSION"], "FAKE_KUBECTL_VERSION": "v1.32.4"}
+    env = {**env, "FAKE_MINIKUBE_VERSION": VERSIONS["MINIKUBE_VERSION"], "FAKE_KUBECTL_VERSION": "v1.32.4"}
     real = run_script("bootstrap.sh", env=env, path=path)
     assert real.returncode == 1 and real.stderr.startswith("bootstrap: kubectl v1.32.4")
 

@@ -33,8 +33,19 @@ ROOT = Path(__file__).resolve().parents[2]
 E2E_HOME = Path(os.environ.get("E2E_HOME", ROOT / ".tools" / "e2e"))
 BIN = E2E_HOME / "bin"
 HELM_BIN = ROOT / ".tools" / "bin"
-VERSIONS = dict(line.split("=", 1) for line in (ROOT / "versions").read_text().splitlines()
-                if line and not line.startswith("#"))
+
+
+def read_versions() -> dict[str, str]:
+    """The pins of the `versions` file (KEY=value lines; # comments)."""
+    out = {}
+    for line in (ROOT / "versions").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+VERSIONS = read_versions()
 ARGOCD = "argocd"  # Argo CD's namespace, as in argocd/kustomization.yaml
 NODE = "kwok-node-0"
 
