@@ -7,14 +7,17 @@ Exit codes: 0 no error findings (warnings allowed), 1 at least one error finding
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, config as config_mod, pipeline, report
+from . import __version__, config as config_mod, pipeline, rendercache, report, tools
 from .findings import Severity
 from .rules import REGISTRY
+from .schemastore import normalize_version
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -32,11 +35,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help=f"config file (default: {config_mod.DEFAULT_NAME} at the repo root)")
     p.add_argument("--kubernetes-version", metavar="X.Y", help="override the cluster's Kubernetes version")
     p.add_argument("--schema-dir", type=Path, help="offline schemas (default: .tools/schemas at the repo root)")
-    p.add_argument("--no-cache", action="store_true", help="render every app, ignoring the render cache")
+    p.add_argument("--no-cache", action="store_true", help="render every app, ignoring the render cache "
+                   "(default location: $GITOPS_VALIDATE_CACHE, else $XDG_CACHE_HOME/gitops-validate/<repo hash>)")
+    p.add_argument("--deadline", type=_seconds, metavar="SECONDS",
+                   help="stop with exit 2 when the run takes longer (default: limits.deadlineSeconds, 600)")
+    p.add_argument("--render-timeout", type=_seconds, metavar="SECONDS",
+                   help="stop with exit 2 when one helm template takes longer (default: limits.renderTimeoutSeconds, 90)")
     p.add_argument("-v", "--verbose", action="store_true", help="say how many apps were rendered and read from cache")
     p.add_argument("--list-rules", action="store_true", help="list the rules with their default severity and exit")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def _git_toplevel(start: Path) -> Path | None:
@@ -63,6 +81,15 @@ def _relative(paths: list[str], repo: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tools.install_signal_handlers()
+    try:
+        return _main(argv)
+    except tools.Interrupted as e:  # helm and kubeconform are stopped, temporary files removed
+        print(f"gitops-validate: interrupted by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return e.exit_code
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.list_rules:
         for rule in REGISTRY.values():
@@ -85,12 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANNOT_RUN
     if args.kubernetes_version:
         try:
-            from .schemastore import kubernetes_minor
-            kubernetes_minor(args.kubernetes_version)
+            args.kubernetes_version = normalize_version(args.kubernetes_version)
         except ValueError as e:
             print(f"gitops-validate: --kubernetes-version: {e}", file=err)
             return EXIT_CANNOT_RUN
-    cache_dir = None if args.no_cache else Path(os.environ.get("GITOPS_VALIDATE_CACHE", repo / ".cache" / "gitops-validate"))
+    if args.deadline or args.render_timeout:
+        cfg.limits = dataclasses.replace(cfg.limits, deadline=args.deadline or cfg.limits.deadline,
+                                         render_timeout=args.render_timeout or cfg.limits.render_timeout)
+    cache_dir = None if args.no_cache else rendercache.default_dir(repo)
     opts = pipeline.Options(
         repo=repo, config=cfg,
         paths=args.paths if args.manifests else _relative(args.paths, repo),
@@ -98,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         schema_dir=args.schema_dir, cache_dir=cache_dir)
     try:
         result = pipeline.run(opts)
-    except pipeline.CannotRun as e:
-        print(f"gitops-validate: {e}", file=err)
-        return EXIT_CANNOT_RUN
-    except RuntimeError as e:  # a tool misbehaved (timeout, garbage output)
+    except pipeline.CannotRun as e:  # also a tool that failed (tools.ToolFailed)
         print(f"gitops-validate: {e}", file=err)
         return EXIT_CANNOT_RUN
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)

@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 
 from .findings import Severity
+from .schemastore import normalize_version
 from .yamlio import YamlProblem, decode, load_one
 
 DEFAULT_NAME = ".gitops-validator.yaml"
@@ -25,6 +26,8 @@ _SECRET = {
                    "keys": {"type": "array", "items": {"type": "string"}}},
 }
 
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -35,6 +38,17 @@ SCHEMA = {
         "kubernetesVersion": {"type": "string", "pattern": r"^v?\d+\.\d+(\.\d+)?$"},
         "schemaDir": {"type": "string"},
         "allowedRegistries": {"type": "array", "items": {"type": "string"}},
+        "limits": {
+            "type": "object", "additionalProperties": False,
+            "description": "bounds on a run (docs/guarantees.md); hitting one is a finding or exit 2, never a hang",
+            "properties": {
+                "maxAppDepth": {"type": "integer", "minimum": 1},
+                "maxApplications": {"type": "integer", "minimum": 1},
+                "deadlineSeconds": _POSITIVE,
+                "renderTimeoutSeconds": _POSITIVE,
+                "cacheMaxMegabytes": {"type": "number", "minimum": 0},
+            },
+        },
         "rules": {"type": "object",
                   "additionalProperties": {"enum": ["error", "warning", "off"]}},
         "clusters": {
@@ -61,6 +75,23 @@ class ClusterConfig:
     external_secrets: list[dict] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Every bound on a run, with its default (documented in docs/guarantees.md)."""
+    max_app_depth: int = 10          # levels of app-of-apps below an Application in a file
+    max_applications: int = 1000     # Applications in one run, from files, charts and ApplicationSets
+    deadline: float = 600            # seconds for the whole run
+    render_timeout: float = 90       # seconds per helm template (Argo CD's ARGOCD_EXEC_TIMEOUT default)
+    cache_max_mb: float = 100        # render cache size; least recently used entries go first
+
+    @classmethod
+    def of(cls, data: dict) -> "Limits":
+        names = {"maxAppDepth": "max_app_depth", "maxApplications": "max_applications",
+                 "deadlineSeconds": "deadline", "renderTimeoutSeconds": "render_timeout",
+                 "cacheMaxMegabytes": "cache_max_mb"}
+        return cls(**{names[k]: v for k, v in data.items()})
+
+
 @dataclass
 class Config:
     repo_urls: tuple[str, ...] = ()
@@ -69,6 +100,7 @@ class Config:
     allowed_registries: tuple[str, ...] = ()
     severities: dict[str, Severity | None] = field(default_factory=dict)
     clusters: dict[str, ClusterConfig] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     source: str | None = None
 
 
@@ -108,10 +140,11 @@ def load(path: Path | None, known_rules: set[str]) -> Config:
                 for name, c in (data.get("clusters") or {}).items()}
     return Config(
         repo_urls=tuple(data.get("repoURLs") or ()),
-        kubernetes_version=str(data.get("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION),
+        kubernetes_version=normalize_version(data.get("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION),
         schema_dir=data.get("schemaDir"),
         allowed_registries=tuple(data.get("allowedRegistries") or ()),
         severities=sev,
         clusters=clusters,
+        limits=Limits.of(data.get("limits") or {}),
         source=str(path),
     )

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from .config import Config, normalize_url
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
+from .render import inside
 from .yamlio import YamlProblem, decode, load_all
 
 ARGO_KINDS = ("Application", "ApplicationSet", "AppProject")
@@ -69,8 +70,12 @@ class Discovery:
     findings: list[Finding]
 
 
-def discover(repo: Path, config: Config) -> Discovery:
+def discover(repo: Path, config: Config, exclude: Path | None = None) -> Discovery:
+    """``exclude``: a folder never read as repo content (the render cache, should it be inside)."""
     files = repo_files(repo)
+    if exclude is not None and inside(repo, exclude):
+        skip = str(exclude.resolve().relative_to(repo.resolve())) + "/"
+        files = [f for f in files if not (f + "/").startswith(skip)]
     chart_dirs = {str(Path(f).parent) for f in files if Path(f).name == "Chart.yaml"}
     argo: list[Manifest] = []
     findings: list[Finding] = []

@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, discover, policy, render, schema, schemastore
+from . import appsource, discover, policy, render, schema, schemastore, tools
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
+from .rendercache import RenderCache
 from .rules import Context
+from .tools import CannotRun
 from .yamlio import YamlProblem, decode, load_all, split_stream
 
 #: Changing one of these can change every result.
 GLOBAL_FILES = (".gitops-validator.yaml",)
-
-
-class CannotRun(Exception):
-    """The validator cannot do its job (exit 2); the message says what to do."""
 
 
 @dataclass
@@ -97,11 +95,17 @@ def _guess_cluster(app: Manifest, clusters: dict[str, ClusterFacts]) -> str | No
 
 
 def _kube_version(opts: Options, facts: ClusterFacts | None) -> str:
-    return opts.kubernetes_version or (facts.kubernetes_version if facts else None) or opts.config.kubernetes_version
+    if opts.kubernetes_version or not (facts and facts.kubernetes_version):
+        return opts.kubernetes_version or opts.config.kubernetes_version  # both normalised when read
+    try:
+        return schemastore.normalize_version(facts.kubernetes_version)
+    except ValueError as e:
+        raise CannotRun(f"{facts.directory}/cluster.yaml: kubernetesVersion: {e}") from None
 
 
 def run(opts: Options) -> Result:
     start = time.perf_counter()
+    tools.set_deadline(opts.config.limits.deadline)
     kubeconform = find_tool("kubeconform", KUBECONFORM_HINT)
     root = schema_root(opts)
     if opts.manifests:
@@ -163,6 +167,7 @@ class _App:
     manifest: Manifest
     cluster: str | None
     hint_files: tuple[str, ...] = ()   # the parent's value files, for an app rendered by one
+    depth: int = 0                     # 0 for an Application in a file, n for one an app-of-apps rendered n levels down
     paths: set[str] = field(default_factory=set)
     manifests: list[Manifest] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -170,7 +175,8 @@ class _App:
 
 def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Result:
     repo, config = opts.repo, opts.config
-    disc = discover.discover(repo, config)
+    cache = RenderCache(opts.cache_dir, int(config.limits.cache_max_mb * 2**20)) if opts.cache_dir else None
+    disc = discover.discover(repo, config, exclude=opts.cache_dir)
     findings = list(disc.findings)
     versions = {name: _kube_version(opts, cf) for name, cf in disc.clusters.items()}
     default_version = _kube_version(opts, None)
@@ -199,8 +205,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     apps: dict[tuple, _App] = {}
     pending = [_App(m, m.cluster) for m in top]
     helm_runs = cache_hits = 0
+    capped = False  # past limits.maxApplications
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         while pending:
+            tools.check_deadline()
             jobs: list[tuple[_App, render.RenderRequest]] = []
             for a in pending:
                 key = (a.cluster, a.manifest.namespace, a.manifest.name)
@@ -211,6 +219,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                                             f"first in {apps[key].manifest.file}",
                                             m.file, m.line_of(("metadata", "name")), m.ref, m.name))
                     continue
+                if len(apps) >= config.limits.max_applications:
+                    if not capped:
+                        findings.append(_too_many(a.manifest, config.limits.max_applications))
+                    capped = True
+                    break
                 apps[key] = a
                 version = version_of(a.cluster)
                 target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files)
@@ -225,7 +238,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                         jobs.append((a, req))
             if jobs and helm is None:
                 helm = find_tool("helm", HELM_HINT)
-            do_render = partial(render.render, repo, helm=helm, cache_dir=opts.cache_dir)
+            do_render = partial(render.render, repo, helm=helm, cache=cache, timeout=config.limits.render_timeout)
             results = list(pool.map(do_render, [req for _, req in jobs]))
             pending = []
             for (a, req), r in zip(jobs, results, strict=True):
@@ -235,7 +248,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                 helm_runs += not r.cached
                 for child in r.manifests:
                     if child.kind == "Application" and child.api_version.startswith("argoproj.io/"):
-                        pending.append(_App(child, a.cluster, tuple(req.value_files)))
+                        if a.depth + 1 > config.limits.max_app_depth:
+                            findings.append(_too_deep(child, a.depth + 1, config.limits.max_app_depth))
+                        else:
+                            pending.append(_App(child, a.cluster, tuple(req.value_files), a.depth + 1))
 
     scope = _Scope.of(opts, apps, disc)
     file_objects = [m for m in disc.argo if m.file]
@@ -257,7 +273,22 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
         findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
+    if cache:
+        cache.evict()
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits)
+
+
+def _too_deep(child: Manifest, depth: int, limit: int) -> Finding:
+    return Finding("argocd/app-of-apps-too-deep", Severity.ERROR,
+                   f"Application {child.name!r} would be level {depth} of an app-of-apps, past the limit of {limit} "
+                   "(limits.maxAppDepth); it and what it renders are not checked",
+                   child.file, child.line, child.ref, child.app)
+
+
+def _too_many(m: Manifest, limit: int) -> Finding:
+    return Finding("argocd/too-many-applications", Severity.ERROR,
+                   f"more than {limit} Applications (limits.maxApplications); {m.name!r} and the rest are not checked",
+                   m.file, m.line, m.ref, m.app or m.name)
 
 
 @dataclass

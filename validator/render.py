@@ -8,26 +8,24 @@ and value-file paths, value files resolved against the app path and kept inside 
 ``$ref/...`` value files taken from another source. Precedence: parameters > valuesObject
 (or values) > valueFiles, later files over earlier ones.
 
-Renders are cached on disk by a hash of everything that feeds helm, so an unchanged app costs a
-file read, and a pre-commit run renders only what the commit changed.
+Renders are cached on disk (rendercache.py) by a hash of everything that feeds helm, so an unchanged
+app costs a file read, and a pre-commit run renders only what the commit changed. helm runs through
+tools.run: a crash, a signal, a timeout or unparsable output is exit 2, a chart error a finding.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
+from .rendercache import RenderCache
 from .yamlio import YamlProblem, load_all, split_stream
-
-HELM_TIMEOUT = 60
 
 
 @dataclass
@@ -108,28 +106,6 @@ def inside(repo: Path, candidate: Path) -> bool:
 
 # --- running helm ---------------------------------------------------------------------------
 
-def _chart_digest(repo: Path, chart: str) -> str:
-    h = hashlib.sha256()
-    base = repo / chart
-    for p in sorted(base.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(base)).encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def cache_key(repo: Path, req: RenderRequest, helm: str) -> str:
-    st = os.stat(helm)
-    parts = {
-        "helm": [helm, st.st_size, st.st_mtime_ns],
-        "chart": _chart_digest(repo, req.chart),
-        "values": [hashlib.sha256((repo / f).read_bytes()).hexdigest() for f in req.value_files],
-        "req": [req.release, req.namespace, req.kube_version, list(req.api_versions), req.values_yaml,
-                sorted(req.set.items()), sorted(req.set_string.items()), req.value_files,
-                req.skip_crds, req.skip_tests, req.skip_schema_validation],
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
 @dataclass
 class Rendered:
     request: RenderRequest
@@ -138,36 +114,36 @@ class Rendered:
     cached: bool
 
 
-def run_helm(repo: Path, req: RenderRequest, helm: str, cache_dir: Path | None) -> tuple[str | None, str | None, bool]:
-    """(stdout, error, came from cache)."""
-    key = cache_key(repo, req, helm) if cache_dir else None
-    if key:
-        hit = cache_dir / f"{key}.yaml"
-        if hit.is_file():
-            return hit.read_text(encoding="utf-8"), None, True
+#: helm's exit status and stderr when the chart, not helm, is at fault (a template error, a
+#: values schema failure, YAML a template rendered wrong): a finding. Anything else (a crash, a
+#: signal, a timeout, other statuses) means helm could not do its job: exit 2.
+_USER_ERROR = re.compile(r"^Error: ", re.M)
+
+
+def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float) -> tuple[str | None, str | None]:
+    """(stdout, None) or (None, the chart's error as helm put it); ``ToolFailed`` when helm fails."""
     tmp = None
     try:
         if req.values_yaml:
             fd, tmp = tempfile.mkstemp(suffix=".yaml", prefix="gitops-validate-values-")
             with os.fdopen(fd, "w") as fh:
                 fh.write(req.values_yaml)
-        proc = subprocess.run([helm, *req.args(repo, tmp)], capture_output=True, text=True,
-                              timeout=HELM_TIMEOUT, cwd=repo, env={**os.environ, "HELM_NO_PLUGINS": "1"})
-    except subprocess.TimeoutExpired:
-        return None, f"helm template did not finish within {HELM_TIMEOUT}s", False
+        proc = tools.run("helm", [helm, *req.args(repo, tmp)], timeout, cwd=repo,
+                         env={**os.environ, "HELM_NO_PLUGINS": "1"})
     finally:
         if tmp:
             os.unlink(tmp)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode == 1 and _USER_ERROR.search(stderr):
+        msg = stderr.strip().replace(str(repo) + "/", "")
+        return None, re.sub(r"(--api-versions \S+ )+", "", msg)
     if proc.returncode != 0:
-        msg = proc.stderr.strip().replace(str(repo) + "/", "")
-        msg = re.sub(r"(--api-versions \S+ )+", "", msg)
-        return None, msg or f"helm exited {proc.returncode}", False
-    if key:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        part = cache_dir / f"{key}.{os.getpid()}.tmp"
-        part.write_text(proc.stdout, encoding="utf-8")
-        part.replace(cache_dir / f"{key}.yaml")
-    return proc.stdout, None, False
+        raise tools.ToolFailed("helm", f"{tools.describe_exit(proc.returncode)} rendering {req.chart}", proc.stderr)
+    try:
+        return proc.stdout.decode("utf-8"), None
+    except UnicodeDecodeError:
+        raise tools.ToolFailed("helm", f"exited 0 rendering {req.chart} but printed what is not UTF-8 text",
+                               proc.stderr) from None
 
 
 def source_file(chart: str, source: str | None) -> str | None:
@@ -203,13 +179,28 @@ def parse_rendered(text: str, req: RenderRequest) -> tuple[list[Manifest], list[
     return manifests, findings
 
 
-def render(repo: Path, req: RenderRequest, helm: str, cache_dir: Path | None) -> Rendered:
-    out, err, cached = run_helm(repo, req, helm, cache_dir)
-    if err is not None:
-        origin = req.origin
-        return Rendered(req, [], [Finding("values/render-failed", Severity.ERROR, f"helm template failed: {err}",
-                                          origin.file if origin else req.chart,
-                                          origin.line if origin else None,
-                                          origin.ref if origin else None, req.app)], False)
-    manifests, findings = parse_rendered(out or "", req)
+#: What helm itself refuses to print (it parses every document it renders): seen in its output,
+#: helm is broken, not the chart. Duplicate keys and the like pass helm and stay findings.
+_NOT_FROM_HELM = ("yaml/syntax", "yaml/encoding", "schema/not-kubernetes")
+
+
+def render(repo: Path, req: RenderRequest, helm: str, cache: RenderCache | None, timeout: float) -> Rendered:
+    key = cache.key(repo, req, helm) if cache else None
+    out = cache.get(key) if cache and key else None
+    cached = out is not None
+    if out is None:
+        out, err = run_helm(repo, req, helm, timeout)
+        if err is not None:
+            origin = req.origin
+            return Rendered(req, [], [Finding("values/render-failed", Severity.ERROR, f"helm template failed: {err}",
+                                              origin.file if origin else req.chart,
+                                              origin.line if origin else None,
+                                              origin.ref if origin else None, req.app)], False)
+    manifests, findings = parse_rendered(out, req)
+    broken = next((f for f in findings if f.rule in _NOT_FROM_HELM), None)
+    if broken:
+        raise tools.ToolFailed("helm", f"exited 0 rendering {req.chart} but its output does not parse "
+                               f"({broken.file}: {broken.message})")
+    if cache and key and not cached:
+        cache.put(key, out)
     return Rendered(req, manifests, findings, cached)

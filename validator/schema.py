@@ -7,14 +7,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from . import schemastore
+from . import schemastore, tools
 from .findings import Finding, Severity
 from .model import Manifest, walk
 from .render import RenderRequest
@@ -57,24 +56,15 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
             f = tmpdir / f"{i}.json"
             f.write_text(json.dumps(m.doc, default=str))
             files.append(str(f))
-        cmd = [kubeconform, "-strict", "-output", "json", "-kubernetes-version", kube_version.lstrip("v")]
+        # -verbose: a result for every object, valid ones too, so that each can be accounted for
+        cmd = [kubeconform, "-strict", "-verbose", "-output", "json", "-kubernetes-version", kube_version.lstrip("v")]
         for loc in schemastore.schema_locations(schema_root, kube_version, crd_root):
             cmd += ["-schema-location", loc]
-        try:
-            proc = subprocess.run(cmd + files, capture_output=True, text=True, timeout=KUBECONFORM_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"kubeconform did not finish within {KUBECONFORM_TIMEOUT}s") from None
-        try:
-            results = json.loads(proc.stdout or "{}").get("resources") or []
-        except json.JSONDecodeError:
-            raise RuntimeError(f"kubeconform failed: {(proc.stderr or proc.stdout).strip()[:500]}") from None
+        results = _kubeconform_results(tools.run("kubeconform", cmd + files, KUBECONFORM_TIMEOUT), files)
     minor = schemastore.kubernetes_minor(kube_version)
-    for r in results:
-        try:
-            m = checkable[int(Path(r.get("filename", "")).stem)]
-        except (ValueError, IndexError):
-            continue
-        status, msg = r.get("status"), r.get("msg", "")
+    for i, r in enumerate(results):
+        m = checkable[i]
+        status, msg = r.get("status"), str(r.get("msg") or "")
         if status == "statusInvalid":
             pairs = [(p, e.strip()) for p, e in _AT.findall(msg) if e.strip() != "validation failed"]
             for path, err in pairs or [("", msg)]:
@@ -93,6 +83,36 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
             else:
                 findings.append(Finding("schema/invalid", Severity.ERROR, msg, m.file, m.line, m.ref, m.app))
     return findings
+
+
+_STATUSES = ("statusValid", "statusInvalid", "statusError")
+
+
+def _kubeconform_results(proc: tools.Completed, files: list[str]) -> list[dict]:
+    """kubeconform's result for each file, in order; ``ToolFailed`` unless every object sent got
+    exactly one result and the exit status agrees with them (0: all valid, 1: some not)."""
+    if proc.returncode not in (0, 1):
+        raise tools.ToolFailed("kubeconform", tools.describe_exit(proc.returncode), proc.stderr)
+    try:
+        resources = json.loads(proc.stdout.decode("utf-8"))["resources"]
+        by_file: dict[str, dict] = {}
+        for r in resources:
+            name, status = r["filename"], r["status"]
+            if name not in files or name in by_file or status not in _STATUSES:
+                raise ValueError(f"unexpected result {json.dumps(r)[:200]}")
+            by_file[name] = r
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)} with output that is not "
+                               f"its JSON report ({str(e)[:200]})", proc.stderr) from None
+    missing = [f for f in files if f not in by_file]
+    if missing:
+        raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)} without a result for "
+                               f"{len(missing)} of the {len(files)} objects sent to it", proc.stderr)
+    all_valid = all(r["status"] == "statusValid" for r in by_file.values())
+    if all_valid != (proc.returncode == 0):
+        raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)}, which contradicts its "
+                               "results", proc.stderr)
+    return [by_file[f] for f in files]
 
 
 # --- values ---------------------------------------------------------------------------------

@@ -31,6 +31,18 @@ API_VERSIONS = "api-versions.txt"
 _REF_PREFIXES = ("/api/_definitions.json#/$defs/", "#/$defs/")
 
 
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def normalize_version(version: object) -> str:
+    """One spelling of a Kubernetes version: '1.35' / 'v1.35' / '1.35.1' -> 'v1.35.0' / 'v1.35.0' /
+    'v1.35.1', as Argo CD passes it to helm (kubeconform wants it without the 'v', and refuses 'X.Y')."""
+    m = _VERSION.fullmatch(str(version).strip())
+    if not m:
+        raise ValueError(f"not a Kubernetes version: {version!r} (expected X.Y, vX.Y or X.Y.Z, e.g. 1.35)")
+    return f"v{int(m.group(1))}.{int(m.group(2))}.{int(m.group(3) or 0)}"
+
+
 def kubernetes_minor(version: str) -> str:
     """'v1.35.1' / '1.35' -> 'v1.35'."""
     m = re.match(r"^v?(\d+)\.(\d+)", version.strip())

@@ -1,0 +1,173 @@
+"""The render cache: helm's output on disk, keyed by everything that can change it.
+
+A key covers the helm binary's content, the real path and content of every file that feeds the
+render (chart files with symlinks resolved, value files), the request's flags and the validator's
+own version, so a hit is always what helm would print now. Writes are atomic (a unique temporary
+name, then ``os.replace``) and thread-safe; a cache that cannot be written degrades to no cache
+with one warning; the least recently used entries are evicted past a size bound. The cache lives
+outside the repository (``$XDG_CACHE_HOME/gitops-validate/<repo hash>``), and discovery skips it
+should ``GITOPS_VALIDATE_CACHE`` put it inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .render import RenderRequest
+
+SUFFIX = ".yaml"
+DEFAULT_MAX_MB = 100
+
+
+def default_dir(repo: Path) -> Path:
+    """``$GITOPS_VALIDATE_CACHE``, else one folder per repository under the user's cache."""
+    if os.environ.get("GITOPS_VALIDATE_CACHE"):
+        return Path(os.environ["GITOPS_VALIDATE_CACHE"]).absolute()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base.absolute() / "gitops-validate" / hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_helm_digests: dict[tuple, str] = {}
+_helm_lock = threading.Lock()
+
+
+def helm_digest(helm: str) -> str:
+    """The helm binary's content hash, once per (real path, size, mtime): a shim switching helm
+    versions changes the key."""
+    real = os.path.realpath(helm)
+    st = os.stat(real)
+    memo = (real, st.st_size, st.st_mtime_ns)
+    with _helm_lock:
+        if memo not in _helm_digests:
+            _helm_digests[memo] = _file_digest(Path(real))
+        return _helm_digests[memo]
+
+
+def tree_digest(root: Path) -> list:
+    """(relative path, real path, content hash) of every file under ``root``, symlinks followed
+    (as helm follows them), each real directory visited once."""
+    out = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real_dir = os.path.realpath(dirpath)
+        if real_dir in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real_dir)
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            try:
+                out.append([str(p.relative_to(root)), os.path.realpath(p), _file_digest(p)])
+            except OSError as e:  # a dangling link: helm will say so; its absence is part of the key
+                out.append([str(p.relative_to(root)), os.path.realpath(p), f"unreadable: {e.strerror}"])
+    return out
+
+
+class RenderCache:
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_MB << 20):
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.enabled = True
+        self._lock = threading.Lock()
+        self._charts: dict[str, list] = {}   # chart dir -> tree digest, once per run
+
+    def _disable(self, why: OSError) -> None:
+        with self._lock:
+            if self.enabled:
+                self.enabled = False
+                print(f"gitops-validate: warning: render cache {self.directory} is not usable "
+                      f"({why.strerror or why}); rendering without it", file=sys.stderr)
+
+    def _chart(self, repo: Path, chart: str) -> list:
+        with self._lock:
+            hit = self._charts.get(chart)
+        if hit is None:
+            hit = tree_digest(repo / chart)
+            with self._lock:
+                self._charts[chart] = hit
+        return hit
+
+    def key(self, repo: Path, req: "RenderRequest", helm: str) -> str:
+        parts = {
+            "validator": __version__,
+            "helm": helm_digest(helm),
+            "chart": self._chart(repo, req.chart),
+            "values": [[f, os.path.realpath(repo / f), _file_digest(repo / f)] for f in req.value_files],
+            "req": [req.chart, req.release, req.namespace, req.kube_version, list(req.api_versions), req.values_yaml,
+                    sorted(req.set.items()), sorted(req.set_string.items()),
+                    req.skip_crds, req.skip_tests, req.skip_schema_validation],
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        if not self.enabled:
+            return None
+        path = self.directory / f"{key}{SUFFIX}"
+        try:
+            text = path.read_text(encoding="utf-8")
+            os.utime(path)  # least recently used goes first
+            return text
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError):
+            return None  # a damaged entry is a miss; the put that follows replaces it
+
+    def put(self, key: str, text: str) -> None:
+        if not self.enabled:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, self.directory / f"{key}{SUFFIX}")
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as e:
+            self._disable(e)
+
+    def evict(self) -> int:
+        """Remove the least recently used entries until the cache fits its bound; how many went."""
+        if not self.enabled or not self.directory.is_dir():
+            return 0
+        entries = []
+        for p in self.directory.iterdir():
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if p.is_file():
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, p in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            try:
+                p.unlink()
+            except OSError:
+                continue
+            total -= size
+            removed += 1
+        return removed
