@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import os
 import re
-import subprocess
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import tools
 from .config import Config, normalize_url
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
@@ -24,17 +26,29 @@ from .yamlio import YamlProblem, decode, load_all
 
 ARGO_KINDS = ("Application", "ApplicationSet", "AppProject")
 YAML_SUFFIXES = (".yaml", ".yml")
+GIT_TIMEOUT = 30
+
+
+def git(repo: Path, *args: str) -> bytes | None:
+    """``git -C repo args`` stdout; None when git is not installed or ``repo`` is not a work tree
+    (or has no commits: git's fatal status 128). Any other failure is ``ToolFailed``."""
+    if shutil.which("git") is None:
+        return None
+    proc = tools.run("git", ["git", "-C", str(repo), *args], GIT_TIMEOUT)
+    if proc.returncode == 128:
+        return None
+    if proc.returncode != 0:
+        raise tools.ToolFailed("git", f"{tools.describe_exit(proc.returncode)} running git {args[0]}", proc.stderr)
+    return proc.stdout
 
 
 def repo_files(repo: Path) -> list[str]:
     """Files git would commit (tracked + untracked, not ignored); every file outside git."""
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "-co", "--exclude-standard"],
-                             capture_output=True, check=True, timeout=30).stdout
-        return sorted({p for p in out.decode().split("\0") if p and (repo / p).is_file()})
-    except (OSError, subprocess.SubprocessError):
-        return sorted(str(p.relative_to(repo)) for p in repo.rglob("*")
-                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(repo).parts))
+    out = git(repo, "ls-files", "-z", "-co", "--exclude-standard")
+    if out is not None:
+        return sorted({p for p in map(os.fsdecode, out.split(b"\0")) if p and (repo / p).is_file()})
+    return sorted(str(p.relative_to(repo)) for p in repo.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(repo).parts))
 
 
 def is_template(rel: str, chart_dirs: set[str]) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -76,11 +75,8 @@ def _require_schemas(root: Path, version: str) -> None:
 
 
 def _revision(repo: Path) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "HEAD"
-    except (OSError, subprocess.SubprocessError):
-        return "HEAD"
+    out = discover.git(repo, "rev-parse", "HEAD")
+    return (out or b"").decode("ascii", "replace").strip() or "HEAD"
 
 
 def _guess_cluster(app: Manifest, clusters: dict[str, ClusterFacts]) -> str | None:
