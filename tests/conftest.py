@@ -28,6 +28,8 @@ def tool_env(path_prefix: str | None = None) -> dict[str, str]:
     env["PATH"] = f"{path_prefix or TOOLS}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("NO_COLOR", None)
     env["GITOPS_VALIDATE_SCHEMA_DIR"] = str(ROOT / ".tools" / "schemas")
+    # one render cache for every test repo (keys cover all inputs), not one per tmp repo in ~/.cache
+    env.setdefault("GITOPS_VALIDATE_CACHE", str(ROOT / ".cache" / "gitops-validate"))
     return env
 
 

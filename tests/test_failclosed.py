@@ -136,3 +136,171 @@ def test_hanging_helm_is_stopped_with_its_whole_process_group(tmp_path):
 ])
 def test_failing_git_is_exit_2(tmp_path, script, words):
     assert_cannot_run(validate(tmp_path, git=script), "git", *words)
+
+
+# --- Kubernetes versions -------------------------------------------------------------------------
+
+UNKNOWN_FIELD = ("  type: {{ .Values.service.type }}\n", "  type: {{ .Values.service.type }}\n  typo: 1\n")
+
+
+def plant_unknown_field(repo: Path) -> None:
+    p = repo / "apps/todo-backend/templates/service.yaml"
+    text = p.read_text()
+    assert UNKNOWN_FIELD[0] in text
+    p.write_text(text.replace(*UNKNOWN_FIELD, 1))
+
+
+@pytest.mark.parametrize("version", ["1.35", "v1.35", "1.35.1", "v1.35.1"])
+def test_every_version_spelling_still_checks_the_schema(repo_copy, version):
+    """`--kubernetes-version 1.35` (the X.Y of --help) once made kubeconform refuse its arguments: exit 0."""
+    plant_unknown_field(repo_copy)
+    r = run_cli("--repo", str(repo_copy), "--format", "json", "--kubernetes-version", version)
+    assert r.code == 1, r.out + r.err
+    assert any(f["rule"] == "schema/invalid" and "typo" in f["message"] for f in r.json["findings"]), r.json
+
+
+@pytest.mark.parametrize("where", ["config", "cluster.yaml"])
+def test_short_versions_in_the_config_and_cluster_yaml(repo_copy, where):
+    plant_unknown_field(repo_copy)
+    cluster = repo_copy / "clusters/minikube/cluster.yaml"
+    text = cluster.read_text()
+    assert "kubernetesVersion: v1.35.1\n" in text
+    if where == "config":
+        cluster.write_text(text.replace("kubernetesVersion: v1.35.1\n", ""))
+        cfg = repo_copy / ".gitops-validator.yaml"
+        cfg.write_text(cfg.read_text().replace('kubernetesVersion: "1.35.1"', 'kubernetesVersion: "1.35"'))
+    else:
+        cluster.write_text(text.replace("kubernetesVersion: v1.35.1", 'kubernetesVersion: "1.35"'))
+    r = run_cli("--repo", str(repo_copy), "--format", "json")
+    assert r.code == 1, r.out + r.err
+    assert "schema/invalid" in r.rules()
+
+
+@pytest.mark.parametrize("where,words", [
+    ("flag", ["--kubernetes-version", "'1.35-rc'"]),
+    ("config", [".gitops-validator.yaml", "kubernetesVersion"]),
+    ("cluster.yaml", ["clusters/minikube/cluster.yaml", "'latest'"]),
+])
+def test_a_version_that_is_not_one_is_exit_2(repo_copy, where, words):
+    args = []
+    if where == "flag":
+        args = ["--kubernetes-version", "1.35-rc"]
+    elif where == "config":
+        cfg = repo_copy / ".gitops-validator.yaml"
+        cfg.write_text(cfg.read_text().replace('kubernetesVersion: "1.35.1"', 'kubernetesVersion: "one"'))
+    else:
+        cluster = repo_copy / "clusters/minikube/cluster.yaml"
+        cluster.write_text(cluster.read_text().replace("kubernetesVersion: v1.35.1", "kubernetesVersion: latest"))
+    r = run_cli("--repo", str(repo_copy), *args)
+    assert r.code == 2, r.out + r.err
+    assert "Traceback" not in r.err and all(w in r.err for w in words), r.err
+
+
+# --- bounds ------------------------------------------------------------------------------------------
+
+CHAIN_APP = """apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: {name}
+  namespace: argocd
+spec:
+  project: default
+  destination: {{server: "https://kubernetes.default.svc", namespace: chain}}
+  source:
+    repoURL: https://example.com/chain.git
+    path: chain
+    helm:
+      parameters:
+        - name: n
+          value: "{value}"
+"""
+
+
+def chain_repo(tmp_path: Path, config: str = "") -> Path:
+    """An app-of-apps whose child names grow at each level: chain-0 renders chain-1 renders chain-2 ..."""
+    repo = tmp_path / "repo"
+    (repo / "chain" / "templates").mkdir(parents=True)
+    (repo / "chain" / "Chart.yaml").write_text("apiVersion: v2\nname: chain\nversion: 0.1.0\n")
+    (repo / "chain" / "values.yaml").write_text("n: 0\n")
+    (repo / "chain" / "templates" / "app.yaml").write_text(
+        CHAIN_APP.format(name="chain-{{ add1 .Values.n }}", value="{{ add1 .Values.n }}"))
+    (repo / "root.yaml").write_text(CHAIN_APP.format(name="chain-0", value="0"))
+    if config:
+        (repo / ".gitops-validator.yaml").write_text(config)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo
+
+
+def chain_run(repo: Path):
+    return run_cli("--repo", str(repo), "--format", "json", "--no-cache", "-v", timeout=300)
+
+
+def test_an_endless_app_of_apps_stops_at_the_default_depth(tmp_path):
+    r = chain_run(chain_repo(tmp_path))
+    assert r.code == 1, r.out + r.err
+    deep = [f for f in r.json["findings"] if f["rule"] == "argocd/app-of-apps-too-deep"]
+    assert len(deep) == 1 and "'chain-11'" in deep[0]["message"] and "limit of 10" in deep[0]["message"], deep
+    assert deep[0]["file"] == "chain/templates/app.yaml"
+    assert "11 helm render(s)" in r.err
+
+
+def test_app_of_apps_depth_is_configurable(tmp_path):
+    r = chain_run(chain_repo(tmp_path, "limits: {maxAppDepth: 2}\n"))
+    assert r.code == 1
+    deep = [f for f in r.json["findings"] if f["rule"] == "argocd/app-of-apps-too-deep"]
+    assert len(deep) == 1 and "'chain-3'" in deep[0]["message"]
+    assert "3 helm render(s)" in r.err
+
+
+def test_number_of_applications_is_bounded(tmp_path):
+    r = chain_run(chain_repo(tmp_path, "limits: {maxApplications: 4}\n"))
+    assert r.code == 1
+    many = [f for f in r.json["findings"] if f["rule"] == "argocd/too-many-applications"]
+    assert len(many) == 1 and "more than 4 Applications" in many[0]["message"] and "'chain-4'" in many[0]["message"]
+    assert r.json["summary"]["apps"] == 4
+
+
+def test_bad_limits_in_the_config_are_exit_2(tmp_path):
+    r = chain_run(chain_repo(tmp_path, "limits: {maxAppDepth: 0}\n"))
+    assert r.code == 2 and "limits/maxAppDepth" in r.err, r.err
+
+
+def test_the_whole_run_has_a_deadline(tmp_path):
+    r = validate(tmp_path, "--deadline", "2", helm="sleep 300")
+    assert_cannot_run(r, "helm", "deadline (2s")
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("hanging", ["helm", "kubeconform"])
+def test_a_signal_stops_the_tools_and_leaves_nothing_behind(tmp_path, signum, code, hanging):
+    pids = tmp_path / "pids"
+    # the hanging tool and a child of its own both record their pid, then wait
+    script = f"sleep 300 &\necho $! >> {pids}\necho $$ >> {pids}\nwait"
+    env = tool_env(str(fake_bin(tmp_path, **{hanging: script})))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env["TMPDIR"] = str(tmp)
+    args = ["--manifests", str(GOOD)] if hanging == "kubeconform" else ["--repo", str(ROOT), "--no-cache"]
+    proc = subprocess.Popen([str(CLI), *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # until the tool runs (at most a minute)
+            if pids.is_file() and len(pids.read_text().split()) >= 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"{hanging} never started")
+        proc.send_signal(signum)
+        # far below the tools' own timeouts (90 s, 120 s): the signal, not a timeout, ended the run
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert err == f"gitops-validate: interrupted by {signal.Signals(signum).name}\n"
+    time.sleep(0.2)
+    for pid in map(int, pids.read_text().split()):
+        alive = Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        assert not alive, f"{hanging} process {pid} outlived the run"
+    assert list(tmp.iterdir()) == [], "temporary files left behind"
