@@ -1,0 +1,145 @@
+"""A render cache that cannot lie (issue 9): keyed by helm's content, the real paths and contents of
+every file that feeds a render and the validator's version; atomic thread-safe writes; an unusable
+cache degrades to none with one warning; it lives outside the repo and is never read as repo content;
+its size is bounded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from conftest import ROOT, TOOLS, run_cli, tool_env
+from validator import rendercache
+from validator.rendercache import RenderCache
+
+
+def validate(repo: Path, cache: Path | None, *args: str, bindir: Path | None = None, env_extra: dict | None = None):
+    env = tool_env(str(bindir) if bindir else None)
+    env.pop("GITOPS_VALIDATE_CACHE")
+    if cache:
+        env["GITOPS_VALIDATE_CACHE"] = str(cache)
+    env.update(env_extra or {})
+    return run_cli("--repo", str(repo), "--format", "json", "-v", *args, env=env)
+
+
+def renders(r) -> str:
+    line = next(x for x in r.err.splitlines() if "helm render(s)" in x)
+    return line.removeprefix("gitops-validate: ")
+
+
+def test_a_helm_switched_behind_the_same_path_misses_the_cache(tmp_path):
+    """`bin/helm` is a link a version manager flips: same path, other binary, other key."""
+    bindir, other = tmp_path / "bin", tmp_path / "other"
+    bindir.mkdir()
+    other.mkdir()
+    (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
+    (other / "helm").write_text(f'#!/bin/sh\nexec "{TOOLS / "helm"}" "$@"\n')
+    (other / "helm").chmod(0o755)
+    (bindir / "helm").symlink_to(TOOLS / "helm")
+    cache = tmp_path / "cache"
+    assert validate(ROOT, cache, bindir=bindir).code == 0
+    assert renders(validate(ROOT, cache, bindir=bindir)) == "0 helm render(s), 3 from cache"
+    (bindir / "helm").unlink()
+    (bindir / "helm").symlink_to(other / "helm")
+    assert renders(validate(ROOT, cache, bindir=bindir)) == "3 helm render(s), 0 from cache"
+
+
+def test_a_symlinked_template_directory_is_part_of_the_key(repo_copy, tmp_path):
+    """A chart whose templates/ is a link inside the repo: editing the target must re-render."""
+    chart, shared = repo_copy / "apps/todo-backend", repo_copy / "apps/shared"
+    shared.mkdir()
+    (shared / "Chart.yaml").write_text("apiVersion: v2\nname: shared\nversion: 0.1.0\n")
+    shutil.move(chart / "templates", shared / "templates")
+    (chart / "templates").symlink_to("../shared/templates")
+    cache = tmp_path / "cache"
+    assert validate(repo_copy, cache).code == 0
+    svc = shared / "templates/service.yaml"
+    svc.write_text(svc.read_text().replace("  type: {{ .Values.service.type }}\n",
+                                           "  type: {{ .Values.service.type }}\n  typo: 1\n"))
+    r = validate(repo_copy, cache)
+    assert r.code == 1, "a stale cached render passed"
+    assert renders(r) == "1 helm render(s), 2 from cache"
+
+
+def test_the_validator_version_is_part_of_the_key(monkeypatch, tmp_path):
+    from validator.render import RenderRequest
+    req = RenderRequest("a", "apps/todo-backend", "a", "ns", "v1.35.1", (), [], None)
+    cache = RenderCache(tmp_path)
+    before = cache.key(ROOT, req, str(TOOLS / "helm"))
+    monkeypatch.setattr(rendercache, "__version__", "999")
+    assert cache.key(ROOT, req, str(TOOLS / "helm")) != before
+
+
+def test_concurrent_writes_of_one_key_are_atomic(tmp_path):
+    cache = RenderCache(tmp_path / "c")
+    texts = [f"kind: ConfigMap\n# writer {i}\n" + "x" * 100_000 for i in range(16)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(texts))
+
+    def write(text: str) -> None:
+        try:
+            start.wait()
+            for _ in range(20):
+                cache.put("k", text)
+                assert cache.get("k") in texts
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and cache.enabled
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["k.yaml"]  # no temporary file left
+
+
+def test_an_unusable_cache_is_no_cache_with_one_warning(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = validate(ROOT, blocker / "cache")
+    assert r.code == 0, r.err
+    warnings = [x for x in r.err.splitlines() if "warning" in x]
+    assert len(warnings) == 1 and "render cache" in warnings[0], r.err
+    assert renders(r) == "3 helm render(s), 0 from cache"
+
+
+def test_the_default_cache_is_outside_the_repo(repo_copy, tmp_path):
+    xdg = tmp_path / "xdg"
+    r = validate(repo_copy, None, env_extra={"XDG_CACHE_HOME": str(xdg)})
+    assert r.code == 0
+    (entry,) = (xdg / "gitops-validate").iterdir()
+    assert len(list(entry.glob("*.yaml"))) == 3
+    assert not (repo_copy / ".cache").exists()
+
+
+def test_a_cache_inside_the_repo_is_never_read_as_repo_content(repo_copy):
+    """Not git-ignored, inside the tree: its rendered Applications once came back as duplicates."""
+    cache = repo_copy / "render-cache"
+    assert validate(repo_copy, cache).code == 0
+    assert list(cache.glob("*.yaml"))
+    r = validate(repo_copy, cache)
+    assert r.code == 0, r.json["findings"]
+    assert renders(r) == "0 helm render(s), 3 from cache"
+
+
+def test_the_cache_is_bounded_least_recently_used_first(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for i in range(20):  # 20 stale entries of 50 KB, older than anything this run writes
+        p = cache / f"{i:064x}.yaml"
+        p.write_text("x" * 50_000)
+        os.utime(p, (1_000_000 + i, 1_000_000 + i))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text((ROOT / ".gitops-validator.yaml").read_text() + "limits: {cacheMaxMegabytes: 0.25}\n")
+    r = validate(ROOT, cache, "--config", str(cfg))
+    assert r.code == 0, r.err
+    sizes = {p.name: p.stat().st_size for p in cache.iterdir()}
+    assert sum(sizes.values()) <= 0.25 * 2**20
+    fresh = [n for n in sizes if not n.startswith("0000")]
+    assert len(fresh) == 3, "this run's renders were evicted before older ones"
+    assert "0000000000000000000000000000000000000000000000000000000000000000.yaml" not in sizes  # the oldest went
+    # the next run is served from what was kept
+    assert renders(validate(ROOT, cache, "--config", str(cfg))) == "0 helm render(s), 3 from cache"
