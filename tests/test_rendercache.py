@@ -30,19 +30,21 @@ def renders(r) -> str:
 
 
 def test_a_helm_switched_behind_the_same_path_misses_the_cache(tmp_path):
-    """`bin/helm` is a link a version manager flips: same path, other binary, other key."""
-    bindir, other = tmp_path / "bin", tmp_path / "other"
+    """A shim rewritten in place (same path, size and mtime, other helm behind it) gives another key."""
+    bindir = tmp_path / "bin"
     bindir.mkdir()
-    other.mkdir()
     (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
-    (other / "helm").write_text(f'#!/bin/sh\nexec "{TOOLS / "helm"}" "$@"\n')
-    (other / "helm").chmod(0o755)
-    (bindir / "helm").symlink_to(TOOLS / "helm")
+    for name in ("helm-a", "helm-b"):
+        (bindir / name).symlink_to(TOOLS / "helm")
+    shim = bindir / "helm"
+    shim.write_text(f'#!/bin/sh\nexec "{bindir}/helm-a" "$@"\n')
+    shim.chmod(0o755)
     cache = tmp_path / "cache"
     assert validate(ROOT, cache, bindir=bindir).code == 0
     assert renders(validate(ROOT, cache, bindir=bindir)) == "0 helm render(s), 3 from cache"
-    (bindir / "helm").unlink()
-    (bindir / "helm").symlink_to(other / "helm")
+    st = shim.stat()
+    shim.write_text(f'#!/bin/sh\nexec "{bindir}/helm-b" "$@"\n')
+    os.utime(shim, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert renders(validate(ROOT, cache, bindir=bindir)) == "3 helm render(s), 0 from cache"
 
 
