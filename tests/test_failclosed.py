@@ -304,3 +304,55 @@ def test_a_signal_stops_the_tools_and_leaves_nothing_behind(tmp_path, signum, co
         alive = Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
         assert not alive, f"{hanging} process {pid} outlived the run"
     assert list(tmp.iterdir()) == [], "temporary files left behind"
+
+
+# --- API server limits ------------------------------------------------------------------------------
+
+def manifests_run(tmp_path: Path, text: str):
+    f = tmp_path / "m.yaml"
+    f.write_text(text)
+    return run_cli("--manifests", "--format", "json", str(f), cwd=tmp_path)
+
+
+def configmap(annotations: str = "{}", data: str = "{}", kind: str = "ConfigMap", field: str = "data") -> str:
+    return f"apiVersion: v1\nkind: {kind}\nmetadata:\n  name: big\n  annotations: {annotations}\n{field}: {data}\n"
+
+
+TOO_LARGE = {  # one byte over each limit; the texts are built here, never committed
+    "annotations over 256 KiB, keys counted":
+        (lambda: configmap(annotations="{a: %s, b: %s}" % ("x" * (128 * 1024 - 1), "y" * (128 * 1024))),
+         "schema/annotations-too-large"),
+    "ConfigMap data over 1 MiB": (lambda: configmap(data="{a: %s, b: %s}" % ("x" * (512 * 1024), "y" * (512 * 1024 + 1))),
+                                  "schema/object-too-large"),
+    "Secret data over 1 MiB decoded": (lambda: configmap(data="{a: %s}" % ("QUFB" * 349_526), kind="Secret"),
+                                       "schema/object-too-large"),
+    "Secret stringData over 1 MiB": (lambda: configmap(data="{a: %s}" % ("z" * (1024 * 1024 + 1)), kind="Secret",
+                                                       field="stringData"), "schema/object-too-large"),
+    ".nan in an annotation": (lambda: configmap(annotations="{ratio: .nan}"), "schema/non-finite-number"),
+    ".inf as replicas": (lambda: GOOD.read_text().replace("replicas: 2", "replicas: .inf", 1), "schema/non-finite-number"),
+}
+WITHIN_LIMITS = {
+    "annotations of 256 KiB minus 2 bytes": lambda: configmap(
+        annotations="{a: %s, b: %s}" % ("x" * (128 * 1024 - 1), "y" * (128 * 1024 - 1))),
+    "ConfigMap data of exactly 1 MiB": lambda: configmap(data="{a: %s, b: %s}" % ("x" * (512 * 1024), "y" * (512 * 1024))),
+    "Secret data of 1.33 MiB as base64, 1 MiB less a byte decoded": lambda: configmap(
+        data="{a: %s}" % ("QUFB" * 349_525), kind="Secret"),
+    "a quoted '.nan'": lambda: configmap(annotations="{ratio: '.nan'}"),
+}
+
+
+@pytest.mark.parametrize("case", TOO_LARGE)
+def test_what_the_api_server_refuses_is_an_error(tmp_path, case):
+    make, rule = TOO_LARGE[case]
+    r = manifests_run(tmp_path, make())
+    assert r.code == 1, r.out[:2000] + r.err
+    hits = [f for f in r.json["findings"] if f["rule"] == rule]
+    assert len(hits) == 1 and hits[0]["line"], r.json["findings"]
+
+
+@pytest.mark.parametrize("case", WITHIN_LIMITS)
+def test_up_to_the_api_server_limits_is_fine(tmp_path, case):
+    r = manifests_run(tmp_path, WITHIN_LIMITS[case]())
+    assert r.code in (0, 1), r.err  # a Secret in git is an error of its own (secrets/data-in-git)
+    assert not {"schema/annotations-too-large", "schema/object-too-large", "schema/non-finite-number",
+                "schema/invalid"} & r.rules(), r.json["findings"]

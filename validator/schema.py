@@ -4,8 +4,11 @@ values.yaml)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -34,6 +37,55 @@ def _pointer(path: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
+# The API server's own limits, which no JSON schema states (k8s.io/apimachinery and
+# pkg/apis/core/validation): annotations at most 256 KiB in total (keys + values), the data of a
+# ConfigMap or Secret at most 1 MiB (core.MaxSecretSize; values only, Secret data decoded).
+TOTAL_ANNOTATION_SIZE = 256 * 1024
+MAX_DATA_SIZE = 1024 * 1024
+
+
+def _decoded_size(value: str) -> int:
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (ValueError, binascii.Error):
+        return len(value) * 3 // 4  # not base64: schema/invalid says so; the size is an estimate
+
+
+def api_server_limits(m: Manifest) -> list[Finding]:
+    """Findings for what the API server refuses although the schema allows it."""
+    out: list[Finding] = []
+
+    def add(rule: str, msg: str, path: tuple) -> None:
+        out.append(Finding(rule, Severity.ERROR, f"{m.kind} {m.name}: {msg}", m.file, m.line_of(path), m.ref, m.app))
+
+    for path, value in walk(m.doc):
+        if isinstance(value, float) and not math.isfinite(value):
+            add("schema/non-finite-number", f"{'.'.join(map(str, path)) or '(document)'} is {value}, "
+                "which JSON (and so the API server) cannot represent", path)
+    annotations = m.annotations
+    if isinstance(annotations, dict):
+        total = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+        if total > TOTAL_ANNOTATION_SIZE:
+            add("schema/annotations-too-large", f"annotations take {total} bytes, more than the API server's "
+                f"{TOTAL_ANNOTATION_SIZE} (256 KiB) for all of them", ("metadata", "annotations"))
+    if m.api_version == "v1" and m.kind in ("ConfigMap", "Secret"):
+        sizes: dict[tuple, int] = {}
+        for field in ("data", "binaryData", "stringData"):
+            block = m.doc.get(field)
+            if not isinstance(block, dict):
+                continue
+            for k, v in block.items():
+                if isinstance(v, str):
+                    decoded = field == "binaryData" or (m.kind == "Secret" and field == "data")
+                    # stringData is written over data, key by key, before the server checks
+                    sizes[("data" if field == "stringData" else field, k)] = _decoded_size(v) if decoded else len(v.encode())
+        total = sum(sizes.values())
+        if total > MAX_DATA_SIZE:
+            add("schema/object-too-large", f"its data holds {total} bytes, more than the API server's "
+                f"{MAX_DATA_SIZE} (1 MiB) for a {m.kind}", ("data",) if "data" in m.doc else ())
+    return out
+
+
 def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path, kube_version: str) -> list[Finding]:
     """Every object through one kubeconform process; its JSON mapped back to findings."""
     findings: list[Finding] = []
@@ -43,7 +95,10 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
             missing = [k for k, v in (("apiVersion", m.api_version), ("kind", m.kind), ("metadata.name", m.name)) if not v]
             findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
                                     f"not a Kubernetes object: no {', '.join(missing)}", m.file, m.line, None, m.app))
-        else:
+            continue
+        limits = api_server_limits(m)
+        findings += limits
+        if not any(f.rule == "schema/non-finite-number" for f in limits):  # not JSON: kubeconform cannot read it
             checkable.append(m)
     if not checkable:
         return findings

@@ -74,6 +74,33 @@ RULES = [
          "first, and the two sources fight on every sync.",
          _APP % ("apps/web", "") + "---\n" + _APP % ("apps/web-v2", ""),
          _APP % ("apps/web", "")),
+    Rule("argocd/app-of-apps-too-deep", Severity.ERROR,
+         "an app-of-apps nested deeper than limits.maxAppDepth (default 10) levels",
+         "Each level of an app-of-apps is one more render before anything deploys, and a chart "
+         "whose child Applications differ at every level (a name built from a counter) never ends: "
+         "Argo CD keeps creating Applications, the validator would render forever. The chain is cut "
+         "at the limit and reported; what lies below it is not checked.",
+         "# chart apps/chain, rendered by Application chain-0: each level renders the next\n"
+         "apiVersion: argoproj.io/v1alpha1\nkind: Application\n"
+         "metadata: {name: 'chain-{{ add1 .Values.n }}', namespace: argocd}\nspec:\n  project: default\n"
+         "  source: {repoURL: \"https://git.example/repo.git\", path: apps/chain, targetRevision: main,\n"
+         "           helm: {parameters: [{name: n, value: '{{ add1 .Values.n }}'}]}}\n"
+         "  destination: {server: \"https://kubernetes.default.svc\", namespace: web}\n",
+         "# chart apps/root renders leaf Applications whose charts render no Application\n"
+         + _APP % ("apps/web", "")),
+    Rule("argocd/too-many-applications", Severity.ERROR,
+         "more Applications in one run than limits.maxApplications (default 1000)",
+         "Applications multiply through app-of-apps charts and ApplicationSet generators; an unbounded "
+         "number is a runaway template, not a deployment, and would make the gate's time and memory "
+         "unbounded. Past the limit the rest are reported and not checked; raise the limit in "
+         "`.gitops-validator.yaml` for a repository that really is that large.",
+         "# an ApplicationSet list generator with 5000 elements, the limit at 1000\n"
+         "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: many, namespace: argocd}\n"
+         "spec:\n  generators: [{list: {elements: [{n: '1'}, {n: '2'}]}}]  # ... up to 5000\n"
+         "  template:\n    metadata: {name: 'web-{{n}}'}\n    spec:\n      project: default\n"
+         "      source: {repoURL: \"https://git.example/repo.git\", path: apps/web, targetRevision: main}\n"
+         "      destination: {server: \"https://kubernetes.default.svc\", namespace: 'web-{{n}}'}\n",
+         _APP % ("apps/web", "")),
     Rule("argocd/revision-history-limit", Severity.ERROR,
          "`revisionHistoryLimit: 0` on an Application",
          "Rollback from the UI or `argocd app rollback` picks an entry of the sync history; with "

@@ -42,6 +42,33 @@ RULES = [
          "count as in play.",
          "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
          "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: p}\nspec: {}\n"),
+    Rule("schema/annotations-too-large", Severity.ERROR,
+         "an object whose annotations (keys and values) exceed 256 KiB in total",
+         "The API server refuses the object (`metadata.annotations: Too long: must have at most 262144 "
+         "bytes`, apimachinery's TotalAnnotationSizeLimitB) although its schema allows any string. A "
+         "config file or a certificate bundle inlined into an annotation is the usual cause; put it in "
+         "a ConfigMap or a mounted file. (Client-side apply also copies the whole object into the "
+         "`last-applied-configuration` annotation, which is why Argo CD offers `ServerSideApply=true` "
+         "for very large objects such as CRDs.)",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  annotations:\n"
+         "    example.com/bundle: \"...300 KiB of PEM text...\"\n",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  annotations: {example.com/owner: team-web}\n"
+         "data:\n  bundle.pem: \"...the PEM text...\"\n"),
+    Rule("schema/object-too-large", Severity.ERROR,
+         "a ConfigMap or Secret whose data exceeds 1 MiB",
+         "ConfigMaps and Secrets live in etcd and are capped at 1 MiB of data (`core.MaxSecretSize`: the "
+         "values of `data`, `binaryData` and `stringData`, Secret data counted decoded). The sync fails "
+         "with `Too long: must have at most 1048576 bytes`. Ship large files in the image, a volume or "
+         "an object store instead.",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata:\n  model.bin: \"...2 MiB of text...\"\n",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata:\n  settings.json: '{\"level\": \"info\"}'\n"),
+    Rule("schema/non-finite-number", Severity.ERROR,
+         "a `.nan` or `.inf` value anywhere in an object",
+         "YAML can spell NaN and infinity, JSON cannot: the object cannot be sent to the API server "
+         "(kubectl and Argo CD fail to convert it) and no schema check can read it. Quote the value "
+         "if it is meant as text.",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  annotations: {example.com/ratio: .nan}\n",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  annotations: {example.com/ratio: \".nan\"}\n"),
     Rule("schema/not-kubernetes", Severity.ERROR,
          "a YAML document in a manifest stream that is not a Kubernetes object",
          "Every document Argo CD applies needs `apiVersion`, `kind` and `metadata.name`; anything "
