@@ -20,13 +20,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, tools
 
 if TYPE_CHECKING:
     from .render import RenderRequest
 
 SUFFIX = ".yaml"
 DEFAULT_MAX_MB = 100
+VERSION_TIMEOUT = 30
 
 
 def default_dir(repo: Path) -> Path:
@@ -43,22 +44,6 @@ def _file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-_helm_digests: dict[tuple, str] = {}
-_helm_lock = threading.Lock()
-
-
-def helm_digest(helm: str) -> str:
-    """The helm binary's content hash, once per (real path, size, mtime): a shim switching helm
-    versions changes the key."""
-    real = os.path.realpath(helm)
-    st = os.stat(real)
-    memo = (real, st.st_size, st.st_mtime_ns)
-    with _helm_lock:
-        if memo not in _helm_digests:
-            _helm_digests[memo] = _file_digest(Path(real))
-        return _helm_digests[memo]
 
 
 def tree_digest(root: Path) -> list:
@@ -89,6 +74,8 @@ class RenderCache:
         self.enabled = True
         self._lock = threading.Lock()
         self._charts: dict[str, list] = {}   # chart dir -> tree digest, once per run
+        self._helm: str | None = None
+        self._helm_lock = threading.Lock()
 
     def _disable(self, why: OSError) -> None:
         with self._lock:
@@ -106,10 +93,31 @@ class RenderCache:
                 self._charts[chart] = hit
         return hit
 
+    def helm_identity(self, helm: str) -> str:
+        """Once per run: the content hash of the helm binary (symlinks resolved) and what it reports
+        as its version, so that a shim switching helm behind one path changes every key. Hashing
+        64 MB costs more than a warm run, so the hash is remembered in the cache folder by the
+        binary's real path, size, mtime, ctime and inode (a rewrite changes its ctime)."""
+        with self._helm_lock:
+            if self._helm is None:
+                real = os.path.realpath(helm)
+                st = os.stat(real)
+                stamp = f"{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+                memo = self.directory / f"helm-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.digest"
+                digest = self.get_file(memo)
+                if digest is None:
+                    digest = _file_digest(Path(real))
+                    self.put_file(memo, digest)
+                proc = tools.run("helm", [helm, "version"], VERSION_TIMEOUT)
+                if proc.returncode != 0:
+                    raise tools.ToolFailed("helm", f"{tools.describe_exit(proc.returncode)} on `helm version`", proc.stderr)
+                self._helm = digest + " " + proc.stdout.decode("utf-8", "replace").strip()
+            return self._helm
+
     def key(self, repo: Path, req: "RenderRequest", helm: str) -> str:
         parts = {
             "validator": __version__,
-            "helm": helm_digest(helm),
+            "helm": self.helm_identity(helm),
             "chart": self._chart(repo, req.chart),
             "values": [[f, os.path.realpath(repo / f), _file_digest(repo / f)] for f in req.value_files],
             "req": [req.chart, req.release, req.namespace, req.kube_version, list(req.api_versions), req.values_yaml,
@@ -119,9 +127,14 @@ class RenderCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str) -> str | None:
+        return self.get_file(self.directory / f"{key}{SUFFIX}")
+
+    def put(self, key: str, text: str) -> None:
+        self.put_file(self.directory / f"{key}{SUFFIX}", text)
+
+    def get_file(self, path: Path) -> str | None:
         if not self.enabled:
             return None
-        path = self.directory / f"{key}{SUFFIX}"
         try:
             text = path.read_text(encoding="utf-8")
             os.utime(path)  # least recently used goes first
@@ -131,16 +144,17 @@ class RenderCache:
         except (OSError, UnicodeDecodeError):
             return None  # a damaged entry is a miss; the put that follows replaces it
 
-    def put(self, key: str, text: str) -> None:
+    def put_file(self, path: Path, text: str) -> None:
+        """Atomically: a unique temporary name in the same folder, then os.replace."""
         if not self.enabled:
             return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.write(text)
-                os.replace(tmp, self.directory / f"{key}{SUFFIX}")
+                os.replace(tmp, path)
             except BaseException:
                 os.unlink(tmp)
                 raise
