@@ -68,6 +68,7 @@ _groups: dict[int, str] = {}       # pgid -> tool name, of every tool still runn
 _deadline: float | None = None     # time.monotonic() by which the whole run must end
 _deadline_seconds: float | None = None
 _stopping: int | None = None       # the signal that stops the run
+_starting = False                  # the main thread is between starting a tool and recording it
 
 
 def set_deadline(seconds: float | None) -> None:
@@ -99,7 +100,8 @@ def _on_signal(signum: int, _frame) -> None:
     if _stopping is None:
         _stopping = signum
     _kill_groups()
-    raise Interrupted(signum)
+    if not _starting:  # else run() raises once the new process is recorded (and killed)
+        raise Interrupted(signum)
 
 
 def install_signal_handlers() -> None:
@@ -121,21 +123,30 @@ def run(tool: str, cmd: list[str], timeout: float, **popen) -> Completed:
     """Run ``cmd`` in a new process group; its output as bytes. Raises ``ToolFailed`` when it cannot
     be started, is killed by a signal or outlives ``timeout`` / the run's deadline (the whole group
     is killed), ``Interrupted`` when the run is being stopped."""
+    global _starting
     check_deadline()
     limit, why = timeout, f"did not finish within {timeout:g}s"
     if _deadline is not None and _deadline - time.monotonic() < limit:
         limit = max(0.0, _deadline - time.monotonic())
         why = f"was still running at the run's deadline ({_deadline_seconds:g}s, --deadline)"
+    main = threading.current_thread() is threading.main_thread()
     with _lock:
         if _stopping is not None:
             raise Interrupted(_stopping)
+        if main:  # a signal now must not leave the new process unrecorded
+            _starting = True
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True, **popen)
+            _groups[proc.pid] = tool
         except OSError as e:
             raise ToolFailed(tool, f"could not be started: {e.strerror or e}") from None
-        _groups[proc.pid] = tool
+        finally:
+            if main:
+                _starting = False
     try:
+        if _stopping is not None:  # the signal came while this tool was starting
+            raise Interrupted(_stopping)
         out, err = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         _kill_groups_of(proc)
