@@ -10,11 +10,10 @@ import argparse
 import dataclasses
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, config as config_mod, pipeline, rendercache, report, tools
+from . import __version__, config as config_mod, discover, pipeline, rendercache, report, tools
 from .findings import Severity
 from .rules import REGISTRY
 from .schemastore import normalize_version
@@ -58,12 +57,8 @@ def _seconds(text: str) -> float:
 
 
 def _git_toplevel(start: Path) -> Path | None:
-    try:
-        out = subprocess.run(["git", "-C", str(start), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+    out = discover.git(start, "rev-parse", "--show-toplevel")
+    return Path(os.fsdecode(out.strip())) if out and out.strip() else None
 
 
 def _relative(paths: list[str], repo: Path) -> list[str]:
@@ -87,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except tools.Interrupted as e:  # helm and kubeconform are stopped, temporary files removed
         print(f"gitops-validate: interrupted by {signal.Signals(e.signum).name}", file=sys.stderr)
         return e.exit_code
+    except tools.CannotRun as e:  # also a tool that failed (tools.ToolFailed)
+        print(f"gitops-validate: {e}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
 
 
 def _main(argv: list[str] | None) -> int:
@@ -125,11 +123,7 @@ def _main(argv: list[str] | None) -> int:
         paths=args.paths if args.manifests else _relative(args.paths, repo),
         manifests=args.manifests, kubernetes_version=args.kubernetes_version,
         schema_dir=args.schema_dir, cache_dir=cache_dir)
-    try:
-        result = pipeline.run(opts)
-    except pipeline.CannotRun as e:  # also a tool that failed (tools.ToolFailed)
-        print(f"gitops-validate: {e}", file=err)
-        return EXIT_CANNOT_RUN
+    result = pipeline.run(opts)
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)
     colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     report.FORMATS[args.format](result.findings, summary, sys.stdout, colour)
