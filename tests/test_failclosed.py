@@ -114,6 +114,17 @@ def test_a_chart_error_stays_a_finding(tmp_path):
     assert "values/render-failed" in r.rules(), r.json["findings"]
 
 
+def test_bad_yaml_in_a_charts_crds_folder_stays_a_finding(tmp_path):
+    """helm prints crds/ files as they are, unparsed: bad YAML there is the chart's fault, not helm's."""
+    repo = chain_repo(tmp_path)
+    (repo / "chain" / "templates" / "app.yaml").unlink()
+    (repo / "chain" / "crds").mkdir()
+    (repo / "chain" / "crds" / "bad.yaml").write_text("a: [\n")
+    r = run_cli("--repo", str(repo), "--format", "json", "--no-cache")
+    assert r.code == 1, r.out + r.err
+    assert any(f["rule"] == "yaml/syntax" and f["file"] == "chain/crds/bad.yaml" for f in r.json["findings"]), r.json
+
+
 def test_hanging_helm_is_stopped_with_its_whole_process_group(tmp_path):
     pids = tmp_path / "pids"
     # helm and a child of its own, both hanging; the child must not outlive the run

@@ -179,9 +179,15 @@ def parse_rendered(text: str, req: RenderRequest) -> tuple[list[Manifest], list[
     return manifests, findings
 
 
-#: What helm itself refuses to print (it parses every document it renders): seen in its output,
-#: helm is broken, not the chart. Duplicate keys and the like pass helm and stay findings.
+#: What helm itself refuses to print (it parses every document its templates render): seen in
+#: its output, helm is broken, not the chart. Duplicate keys and the like pass helm and stay
+#: findings, and so does anything in a chart's crds/ folder, which helm prints unparsed.
 _NOT_FROM_HELM = ("yaml/syntax", "yaml/encoding", "schema/not-kubernetes")
+
+
+def _helm_broken(f: Finding) -> bool:
+    path = f"/{f.file or ''}"
+    return f.rule in _NOT_FROM_HELM and not ("/crds/" in path and "/templates/" not in path)
 
 
 def render(repo: Path, req: RenderRequest, helm: str, cache: RenderCache | None, timeout: float) -> Rendered:
@@ -197,7 +203,7 @@ def render(repo: Path, req: RenderRequest, helm: str, cache: RenderCache | None,
                                               origin.line if origin else None,
                                               origin.ref if origin else None, req.app)], False)
     manifests, findings = parse_rendered(out, req)
-    broken = next((f for f in findings if f.rule in _NOT_FROM_HELM), None)
+    broken = next(filter(_helm_broken, findings), None)
     if broken:
         raise tools.ToolFailed("helm", f"exited 0 rendering {req.chart} but its output does not parse "
                                f"({broken.file}: {broken.message})")
