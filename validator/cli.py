@@ -12,9 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, config as config_mod, pipeline, report
+# Only light modules here: `--help` and `--version` must start fast. The pipeline (yaml, jsonschema,
+# the rules) is imported in main(), after the arguments parsed.
+from . import __version__, config as config_mod, report
 from .findings import Severity
-from .rules import REGISTRY
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -64,6 +65,8 @@ def _relative(paths: list[str], repo: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from . import pipeline
+    from .rules import REGISTRY
     if args.list_rules:
         for rule in REGISTRY.values():
             print(f"{rule.id:<38} {rule.severity.value:<8} {rule.summary}")
