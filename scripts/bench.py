@@ -223,6 +223,9 @@ def install_tools() -> None:
 
 
 def baseline_code(rev: str, dest: Path) -> Path:
+    """The validator package of commit ``rev`` (or a directory holding one already)."""
+    if (Path(rev) / "validator").is_dir():
+        return Path(rev)
     out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "validator"], capture_output=True,
                          check=True)
     code = dest / f"validator-{rev}"
@@ -234,11 +237,11 @@ def baseline_code(rev: str, dest: Path) -> Path:
 # --- start-up --------------------------------------------------------------------------------------
 
 def startup(rounds: int) -> dict[str, float]:
-    """Median seconds of `gitops-validate --help` and `--version` (the installed entry point)."""
-    cli = Path(sys.executable).parent / "gitops-validate"
+    """Median seconds of `gitops-validate --help` and `--version` (this checkout's validator)."""
+    cmd = [sys.executable, "-c", "import sys; from validator.cli import main; sys.exit(main(sys.argv[1:]))"]
     out = {}
     for flag in ("--help", "--version"):
-        times = [measure([str(cli), flag], ROOT)[0] for _ in range(rounds)]
+        times = [measure([*cmd, flag], ROOT, tool_env(ROOT))[0] for _ in range(rounds)]
         out[flag] = statistics.median(times)
     return out
 
