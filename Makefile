@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup validate test e2e e2e-build lint docs clean
+.PHONY: help setup validate test bench e2e e2e-build lint docs clean
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -17,6 +17,9 @@ validate: setup ## validate this repository with gitops-validate
 
 test: setup ## run every test (helm, kubeconform, git and pre-commit for real)
 	pytest $(PYTEST_ARGS)
+
+bench: setup ## time gitops-validate vs the floor, kubeconform, checkov, kube-score; rewrite docs/performance.md
+	python scripts/bench.py $(BENCH_ARGS)
 
 e2e-build: setup ## build the e2e harness once: etcd, Kubernetes, kwok, Argo CD from Go modules (+ redis)
 	@scripts/e2e-build.sh

@@ -13,10 +13,10 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__, config as config_mod, discover, pipeline, rendercache, report, tools
+# Only light modules here: `--help` and `--version` must start fast. The pipeline (yaml, jsonschema,
+# the rules) is imported in main(), after the arguments parsed.
+from . import __version__, config as config_mod, report, tools
 from .findings import Severity
-from .rules import REGISTRY
-from .schemastore import normalize_version
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -57,7 +57,8 @@ def _seconds(text: str) -> float:
 
 
 def _git_toplevel(start: Path) -> Path | None:
-    out = discover.git(start, "rev-parse", "--show-toplevel")
+    from .discover import git
+    out = git(start, "rev-parse", "--show-toplevel")
     return Path(os.fsdecode(out.strip())) if out and out.strip() else None
 
 
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    from . import pipeline, rendercache
+    from .rules import REGISTRY
+    from .schemastore import normalize_version
     if args.list_rules:
         for rule in REGISTRY.values():
             print(f"{rule.id:<38} {rule.severity.value:<8} {rule.summary}")

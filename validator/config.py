@@ -11,11 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
-
 from .findings import Severity
-from .schemastore import normalize_version
-from .yamlio import YamlProblem, decode, load_one
 
 DEFAULT_NAME = ".gitops-validator.yaml"
 DEFAULT_KUBERNETES_VERSION = "1.35.0"
@@ -112,6 +108,11 @@ def normalize_url(url: str) -> str:
 
 
 def load(path: Path | None, known_rules: set[str]) -> Config:
+    import jsonschema  # here, not at the top: `gitops-validate --help` does not need it (nor yaml)
+
+    from .schemastore import normalize_version
+    from .yamlio import YamlProblem, decode, load_one
+
     if path is None or not path.exists():
         return Config()
     try:

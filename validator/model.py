@@ -107,6 +107,17 @@ def pod_labels(m: Manifest) -> dict:
     return ((tpl or {}).get("metadata") or {}).get("labels") or {}
 
 
+def port_number(port) -> int | None:
+    """A numeric port (an int, or a string of digits), else None (a port name)."""
+    if isinstance(port, bool):
+        return None
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.strip().isdigit():
+        return int(port.strip())
+    return None
+
+
 @dataclass
 class Container:
     spec: dict

@@ -11,6 +11,7 @@ import json
 import math
 import re
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +188,23 @@ def _merge(base: Any, over: Any) -> Any:
 
 def _layer(repo: Path, rel: str) -> tuple[Document | None, list[Finding]]:
     try:
-        docs = list(load_all(decode((repo / rel).read_bytes())))
+        return _first_document((repo / rel).read_bytes()), []
     except YamlProblem as e:
         return None, [Finding(e.rule, Severity.ERROR, e.message, rel, e.line)]
-    return (docs[0] if docs else None), []
+
+
+# Many apps share a chart: its values.yaml is parsed, and its values.schema.json compiled, once per
+# content, not once per app (read-only afterwards).
+@lru_cache(maxsize=256)
+def _first_document(raw: bytes) -> Document | None:
+    docs = list(load_all(decode(raw)))
+    return docs[0] if docs else None
+
+
+@lru_cache(maxsize=32)
+def _values_validator(schema_text: str) -> Any:
+    schema = json.loads(schema_text)
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)(schema)
 
 
 def _known_paths(values: Any, prefix: tuple = ()) -> set[tuple]:
@@ -253,7 +267,7 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
     if not schema_file.is_file():
         return findings, not any(f.rule == "values/unknown-key" for f in findings)
     try:
-        schema = json.loads(schema_file.read_text(encoding="utf-8"))
+        validator = _values_validator(schema_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         rel = f"{req.chart}/values.schema.json"
         return [Finding("values/schema", Severity.ERROR, f"values.schema.json is not valid JSON: {e}", rel, getattr(e, "lineno", None), None, req.app)], False
@@ -268,9 +282,8 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
             origin = req.origin
             return [Finding(e.rule, Severity.ERROR, f"helm.values: {e.message}", origin.file if origin else None,
                             origin.line if origin else None, origin.ref if origin else None, req.app)], False
-    validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
     unknown_reported = any(f.rule == "values/unknown-key" for f in findings)
-    for err in sorted(validator_cls(schema).iter_errors(merged or {}), key=lambda e: list(e.absolute_path)):
+    for err in sorted(validator.iter_errors(merged or {}), key=lambda e: list(e.absolute_path)):
         if unknown_reported and err.validator == "additionalProperties":
             continue  # already said, with a line and a "did you mean"
         path = tuple(err.absolute_path)

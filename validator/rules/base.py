@@ -3,30 +3,165 @@ a pure function from one object and its context to problems."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Iterable
 
 from ..findings import Problem, Severity
-from ..model import ClusterFacts, Manifest
+from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels, port_number
+
+
+def node_ports(m: Manifest) -> list[tuple[int, int]]:
+    """(index in spec.ports, nodePort) of a Service's ports; empty for other kinds."""
+    spec = m.doc.get("spec")
+    if m.kind != "Service" or not isinstance(spec, dict):
+        return []
+    return [(i, n) for i, port in enumerate(spec.get("ports") or [])
+            if isinstance(port, dict) and (n := port_number(port.get("nodePort")))]
+
+
+def _labels_or_none(m: Manifest) -> dict | None:
+    """The pod template labels of a workload, None when they are not a mapping (or unreadable)."""
+    try:
+        labels = pod_labels(m)
+    except (AttributeError, TypeError):  # a malformed template: the schema stage reports it
+        return None
+    return labels if isinstance(labels, dict) else None
+
+
+def _hashable(value) -> bool:
+    return isinstance(value, Hashable)
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a rule may look at besides the object itself. Immutable; shared by all rules."""
+    """What a rule may look at besides the object itself. Immutable; shared by all rules.
+
+    Rules never scan ``objects`` for other objects: they use the look-ups below, which read indexes
+    built once per run, on first use (so a run is linear in the number of objects). An index holds
+    objects in their order in ``objects``, so a look-up returns what a scan would have.
+    """
     objects: tuple[Manifest, ...] = ()          # every object of the same cluster
     facts: ClusterFacts | None = None
     allowed_registries: tuple[str, ...] = ()
     #: kinds with a schema (Kubernetes + CRDs in play); empty when unknown
     known_kinds: frozenset[str] = field(default_factory=frozenset)
 
+    # --- look-ups --------------------------------------------------------------------------------
+
     def find(self, kind: str, namespace: str | None, name: str) -> Manifest | None:
-        for m in self.objects:
-            if m.kind == kind and m.name == name and m.namespace == namespace:
-                return m
-        return None
+        """The first object of that kind, namespace and name."""
+        if not _hashable(namespace):
+            return next((m for m in self._odd_namespace if m.kind == kind and m.name == name
+                         and m.namespace == namespace), None)
+        return self._by_name.get((kind, namespace, name))
 
     def in_namespace(self, kind: str, namespace: str | None) -> list[Manifest]:
-        return [m for m in self.objects if m.kind == kind and m.namespace == namespace]
+        """Every object of that kind in that namespace (None: objects without one)."""
+        if not _hashable(namespace):
+            return [m for m in self._odd_namespace if m.kind == kind and m.namespace == namespace]
+        return list(self._by_namespace.get((kind, namespace), ()))
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        """Every object of that kind, in any namespace."""
+        return list(self._by_kind.get(kind, ()))
+
+    def workloads_in(self, namespace: str | None) -> list[Manifest]:
+        """The workloads (pod templates, hooks left out) of a namespace."""
+        if not _hashable(namespace):
+            return [w for w in self._workloads if w.namespace == namespace]
+        return list(self._workloads_by_namespace.get(namespace, ()))
+
+    def workloads_selected_by(self, namespace: str | None, selector: dict) -> list[Manifest]:
+        """The workloads (hooks left out) of ``namespace`` whose pod template labels match every
+        ``key: value`` of ``selector`` (values compared as strings), as a Service selects pods."""
+        if not _hashable(namespace):
+            return [w for w in self.workloads_in(namespace) if _matches(_labels_or_none(w), selector)]
+        if not selector:
+            return [w for w in self.workloads_in(namespace) if _labels_or_none(w) is not None]
+        found: set[int] | None = None
+        for k, v in selector.items():
+            ids = self._workloads_by_label.get((namespace, k, str(v)), set())
+            found = ids if found is None else found & ids
+            if not found:
+                return []
+        return [w for w in self._workloads_by_namespace.get(namespace, ()) if id(w) in found]
+
+    def services_with_node_port(self, port: int) -> list[tuple[str, str, int]]:
+        """(namespace or "", name, index in spec.ports) of every Service port asking for ``port``."""
+        return list(self._node_ports.get(port, ()))
+
+    @cached_property
+    def namespaces(self) -> frozenset[str]:
+        """The namespaces of the cluster: those of its objects, and its Namespace objects."""
+        names = {m.namespace for m in self.objects if m.namespace and _hashable(m.namespace)}
+        names |= {m.name for m in self._by_kind.get("Namespace", ())}
+        return frozenset(names)
+
+    # --- the indexes (each built on first use; cached_property writes past the frozen fields) -----
+
+    @cached_property
+    def _by_kind(self) -> dict[str, list[Manifest]]:
+        out: dict[str, list[Manifest]] = {}
+        for m in self.objects:
+            out.setdefault(m.kind, []).append(m)
+        return out
+
+    @cached_property
+    def _odd_namespace(self) -> list[Manifest]:
+        """Objects whose metadata.namespace is not hashable (a list, a mapping): never indexed."""
+        return [m for m in self.objects if not _hashable(m.namespace)]
+
+    @cached_property
+    def _by_name(self) -> dict[tuple, Manifest]:
+        out: dict[tuple, Manifest] = {}
+        for m in self.objects:
+            if _hashable(m.namespace):
+                out.setdefault((m.kind, m.namespace, m.name), m)
+        return out
+
+    @cached_property
+    def _by_namespace(self) -> dict[tuple, list[Manifest]]:
+        out: dict[tuple, list[Manifest]] = {}
+        for m in self.objects:
+            if _hashable(m.namespace):
+                out.setdefault((m.kind, m.namespace), []).append(m)
+        return out
+
+    @cached_property
+    def _workloads(self) -> list[Manifest]:
+        return [m for m in self.objects if m.kind in WORKLOAD_KINDS and not m.is_hook()]
+
+    @cached_property
+    def _workloads_by_namespace(self) -> dict:
+        out: dict = {}
+        for w in self._workloads:
+            if _hashable(w.namespace):
+                out.setdefault(w.namespace, []).append(w)
+        return out
+
+    @cached_property
+    def _workloads_by_label(self) -> dict[tuple, set[int]]:
+        """(namespace, label key, str(label value)) -> ids of the workloads carrying that label."""
+        out: dict[tuple, set[int]] = {}
+        for ns, workloads in self._workloads_by_namespace.items():
+            for w in workloads:
+                for k, v in (_labels_or_none(w) or {}).items():
+                    out.setdefault((ns, k, str(v)), set()).add(id(w))
+        return out
+
+    @cached_property
+    def _node_ports(self) -> dict[int, list[tuple[str, str, int]]]:
+        out: dict[int, list[tuple[str, str, int]]] = {}
+        for s in self._by_kind.get("Service", ()):
+            for i, n in node_ports(s):
+                out.setdefault(n, []).append((s.namespace or "", s.name, i))
+        return out
+
+
+def _matches(labels: dict | None, selector: dict) -> bool:
+    return labels is not None and all(k in labels and str(labels.get(k)) == str(v) for k, v in selector.items())
 
 
 Check = Callable[[Manifest, Context], Iterable[Problem]]

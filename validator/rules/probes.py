@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..findings import Problem, Severity
-from ..model import LONG_RUNNING_KINDS, Container, Manifest, containers
+from ..model import LONG_RUNNING_KINDS, Container, Manifest, containers, port_number
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -47,17 +47,6 @@ def _describe_ports(ports: list[dict]) -> str:
     shown = [f"{p['name']} {p.get('containerPort')}" if p.get("name") else str(p.get("containerPort"))
              for p in ports]
     return "its ports: " + ", ".join(shown)
-
-
-def port_number(port) -> int | None:
-    """A numeric port (an int, or a string of digits), else None (a port name)."""
-    if isinstance(port, bool):
-        return None
-    if isinstance(port, int):
-        return port
-    if isinstance(port, str) and port.strip().isdigit():
-        return int(port.strip())
-    return None
 
 
 def check_probe_port(m: Manifest, ctx: Context) -> Iterable[Problem]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Set
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import WORKLOAD_KINDS, Manifest, containers, pod_labels, pod_template
-from .base import Context, Rule
-from .probes import port_number
+from ..model import Manifest, containers, pod_labels, pod_template, port_number
+from .base import Context, Rule, node_ports
 from .examples import example_deployment
 from .secrets import pod_refs, qualified
 
@@ -35,15 +35,7 @@ def _selector(m: Manifest) -> dict:
 
 def _selected(service: Manifest, ctx: Context) -> list[Manifest]:
     """The workloads (not hooks) in the Service's namespace whose pod template matches its selector."""
-    sel = _selector(service)
-    out = []
-    for w in ctx.objects:
-        if w.kind in WORKLOAD_KINDS and w.namespace == service.namespace and not w.is_hook():
-            labels = pod_labels(w)
-            if isinstance(labels, dict) and all(str(labels.get(k)) == str(v) and k in labels
-                                                for k, v in sel.items()):
-                out.append(w)
-    return out
+    return ctx.workloads_selected_by(service.namespace, _selector(service))
 
 
 def _labels_text(labels: dict) -> str:
@@ -57,7 +49,7 @@ def check_service_selector(m: Manifest, ctx: Context) -> Iterable[Problem]:
         return
     sel = _selector(m)
     ns = m.namespace
-    pods = [w for w in ctx.objects if w.kind in WORKLOAD_KINDS and w.namespace == ns and not w.is_hook()]
+    pods = ctx.workloads_in(ns)
     near = ""
     if pods:
         best = max(pods, key=lambda w: sum(1 for k, v in sel.items()
@@ -134,37 +126,19 @@ def check_missing_serviceaccount(m: Manifest, ctx: Context) -> Iterable[Problem]
             return
 
 
-def _node_ports(m: Manifest) -> Iterator[tuple[int, int]]:
-    """(index, nodePort) of a Service's ports."""
-    if m.kind != "Service":
-        return
-    for i, port in enumerate(_spec(m).get("ports") or []):
-        if isinstance(port, dict):
-            n = port_number(port.get("nodePort"))
-            if n:
-                yield i, n
-
-
 def check_node_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
-    mine = list(_node_ports(m))
+    mine = node_ports(m)
     if not mine:
         return
     lo, hi = NODE_PORT_RANGE
-    users: dict[int, list[tuple[str, str, int]]] = {}
-    services = [o for o in ctx.objects if o.kind == "Service"]
-    if m not in services:
-        services.append(m)
-    for s in services:
-        for i, n in _node_ports(s):
-            users.setdefault(n, []).append((s.namespace or "", s.name, i))
     for i, n in mine:
         path = ("spec", "ports", i, "nodePort")
         if not lo <= n <= hi:
             yield Problem(f"Service {qualified(m.namespace, m.name)} nodePort {n} is outside the "
                           f"NodePort range {lo}-{hi}; the API server rejects it", path)
             continue
-        holders = sorted(set(users[n]))
         me = (m.namespace or "", m.name, i)
+        holders = sorted({*ctx.services_with_node_port(n), me})  # ``m`` counts even if not in ctx
         if len(holders) > 1 and me != holders[0]:
             first_ns, first_name, _ = holders[0]
             yield Problem(f"Service {qualified(m.namespace, m.name)} nodePort {n} is already used by "
@@ -182,7 +156,7 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-def service_of_host(host: str, own_namespace: str | None, namespaces: set[str]) -> tuple[str | None, str] | None:
+def service_of_host(host: str, own_namespace: str | None, namespaces: Set[str]) -> tuple[str | None, str] | None:
     """(namespace, service) that an in-cluster host name resolves to, or None when the host is not
     one we can attribute (localhost, an IP, an external name)."""
     host = host.lower().rstrip(".")
@@ -210,11 +184,9 @@ def _service_ports(service: Manifest) -> set[int]:
 
 
 def _check_urls(text: str, where: str, m: Manifest, ctx: Context, path: tuple) -> Iterator[Problem]:
-    namespaces = {o.namespace for o in ctx.objects if o.namespace}
-    namespaces |= {o.name for o in ctx.objects if o.kind == "Namespace"}
     for match in _URL.finditer(text):
         url, host, port = match.group(0), match.group(1), int(match.group(2))
-        target = service_of_host(host, m.namespace, namespaces)
+        target = service_of_host(host, m.namespace, ctx.namespaces)
         if target is None:
             continue
         ns, name = target

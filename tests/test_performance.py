@@ -1,0 +1,40 @@
+"""Start-up stays light, and `make bench` keeps working (its quick mode; the real one is not part of
+`make test`). Nothing here asserts a wall time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CLI, ROOT, tool_env
+
+#: Modules that `--help` and `--version` must not load (together most of the start-up time).
+HEAVY = ("yaml", "jsonschema", "referencing", "validator.pipeline", "validator.rules", "validator.yamlio")
+
+
+def _imported(*args: str) -> set[str]:
+    p = subprocess.run([sys.executable, "-X", "importtime", str(CLI), *args], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "usage: gitops-validate" in p.stdout or "gitops-validate 0." in p.stdout, p.stdout
+    return {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_load_no_heavy_module(flag: str):
+    modules = _imported(flag)
+    assert "validator.cli" in modules        # the measurement sees our imports at all
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY))
+    assert heavy == [], f"{flag} imports {heavy}"
+
+
+def test_bench_quick_mode_prints_a_table():
+    """scripts/bench.py --quick: tiny synthetic repos, our runs, the floor and kubeconform, a table."""
+    p = subprocess.run([sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--no-write"], cwd=ROOT,
+                       env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    table = [line for line in p.stdout.splitlines() if line.startswith("|")]
+    assert len(table) >= 3, p.stdout       # header, rule, at least one row
+    assert "kubeconform alone" in table[0] and "floor" in table[0]
