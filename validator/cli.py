@@ -12,11 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, config as config_mod, pipeline, report
+from . import __version__, config as config_mod, confine, pipeline, report
 from .findings import Severity
 from .rules import REGISTRY
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
+#: What stderr says when the validator itself failed (the tests look for it: it must never happen).
+INTERNAL_ERROR = "internal error"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.config and not args.config.is_file():
         print(f"gitops-validate: config {args.config} does not exist", file=err)
         return EXIT_CANNOT_RUN
+    if args.config is None and confine.escapes(repo, config_mod.DEFAULT_NAME):
+        print(f"gitops-validate: bad config: {config_mod.DEFAULT_NAME} is a symlink that leaves the repository; "
+              "not read (make it a file in the repo, or pass --config)", file=err)
+        return EXIT_CANNOT_RUN
     try:
         cfg = config_mod.load(cfg_path, set(REGISTRY))
     except config_mod.ConfigError as e:
@@ -103,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANNOT_RUN
     except RuntimeError as e:  # a tool misbehaved (timeout, garbage output)
         print(f"gitops-validate: {e}", file=err)
+        return EXIT_CANNOT_RUN
+    except Exception as e:  # noqa: BLE001 - fail closed in one line, never a traceback and never a pass
+        print(f"gitops-validate: {INTERNAL_ERROR}: {type(e).__name__}: {report.printable(str(e))[:500]} "
+              "(a bug in the validator: please report it with the input)", file=err)
         return EXIT_CANNOT_RUN
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)
     colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ

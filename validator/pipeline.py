@@ -16,7 +16,7 @@ from pathlib import Path
 from . import appsource, discover, policy, render, schema, schemastore
 from .config import Config
 from .findings import Finding, Severity
-from .model import ClusterFacts, Manifest
+from .model import ClusterFacts, Manifest, dig, sequence
 from .rules import Context
 from .yamlio import YamlProblem, decode, load_all, split_stream
 
@@ -87,11 +87,11 @@ def _revision(repo: Path) -> str:
 
 def _guess_cluster(app: Manifest, clusters: dict[str, ClusterFacts]) -> str | None:
     """The cluster folder holding the Application or one of its value files."""
-    spec = app.doc.get("spec") or {}
+    spec = app.spec
     paths = [app.file or ""]
-    for src in spec.get("sources") or [spec.get("source") or {}]:
+    for src in sequence(spec.get("sources")) or [spec.get("source")]:
         if isinstance(src, dict):
-            for vf in (src.get("helm") or {}).get("valueFiles") or []:
+            for vf in sequence(dig(src, "helm", "valueFiles")):
                 paths.append(posixpath.normpath(posixpath.join(str(src.get("path", ".")), str(vf).lstrip("$"))))
     return discover.cluster_of(paths, clusters)
 
@@ -118,9 +118,9 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path, start: float) ->
     for src in sources:
         name = "<stdin>" if src == "-" else src
         try:
-            raw = (opts.stdin if opts.stdin is not None else sys.stdin.read()).encode() if src == "-" else Path(src).read_bytes()
+            raw = _read_stdin(opts) if src == "-" else Path(src).read_bytes()
         except OSError as e:
-            raise CannotRun(f"cannot read {src}: {e.strerror}") from None
+            raise CannotRun(f"cannot read {name}: {e.strerror}") from None
         try:
             text = decode(raw)
         except YamlProblem as e:
@@ -144,6 +144,20 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path, start: float) ->
     ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
     findings += policy.evaluate(manifests, ctx, opts.config.severities)
     return _finish(findings, opts, 0, len(manifests), start)
+
+
+def _read_stdin(opts: Options) -> bytes:
+    """Standard input as bytes (decoded like any file, so non-UTF-8 is a finding). A closed or empty
+    stdin is exit 2: `helm template ... | gitops-validate --manifests -` after a failed helm must not pass."""
+    if opts.stdin is not None:
+        raw = opts.stdin.encode()
+    elif sys.stdin is None or sys.stdin.closed:
+        raise CannotRun("--manifests -: standard input is closed; pipe the manifests in or name the files")
+    else:
+        raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        raise CannotRun("--manifests -: standard input is empty, nothing to check (did the command before the pipe fail?)")
+    return raw
 
 
 def _finish(findings: list[Finding], opts: Options, apps: int, objects: int, start: float, **stats) -> Result:
@@ -189,7 +203,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         if m.kind == "Application":
             top.append(m)
         elif m.kind == "ApplicationSet":
-            generated, fs = discover.expand_applicationset(m, repo, config)
+            try:
+                generated, fs = discover.expand_applicationset(m, repo, config)
+            except Exception as e:  # noqa: BLE001 - a malformed ApplicationSet is a finding, never a crash
+                generated, fs = [], [policy.unreadable(m, "expanding its generators", e)]
             findings += fs
             for g in generated:
                 g.cluster = _guess_cluster(g, disc.clusters) or m.cluster
@@ -214,7 +231,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                 apps[key] = a
                 version = version_of(a.cluster)
                 target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files)
-                prep = appsource.prepare(a.manifest, repo, config, target)
+                try:
+                    prep = appsource.prepare(a.manifest, repo, config, target)
+                except Exception as e:  # noqa: BLE001 - a malformed Application is a finding, never a crash
+                    a.findings.append(policy.unreadable(a.manifest, "rendering its sources", e))
+                    continue
                 a.findings += prep.findings
                 a.paths |= prep.paths
                 a.manifests += prep.manifests

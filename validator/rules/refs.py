@@ -9,7 +9,7 @@ import re
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import WORKLOAD_KINDS, Manifest, containers, pod_labels, pod_template
+from ..model import WORKLOAD_KINDS, Manifest, containers, pod_labels, pod_template, sequence
 from .base import Context, Rule
 from .probes import port_number
 from .examples import example_deployment
@@ -61,8 +61,8 @@ def check_service_selector(m: Manifest, ctx: Context) -> Iterable[Problem]:
     near = ""
     if pods:
         best = max(pods, key=lambda w: sum(1 for k, v in sel.items()
-                                           if str((pod_labels(w) or {}).get(k)) == str(v)))
-        labels = pod_labels(best) or {}
+                                           if str(pod_labels(w).get(k)) == str(v)))
+        labels = pod_labels(best)
         differ = {k: labels.get(k, "<unset>") for k, v in sel.items() if str(labels.get(k)) != str(v)}
         near = f" (closest: {best.kind} {best.name} with {_labels_text(differ)})"
     yield Problem(f"Service {qualified(ns, m.name)} selects {_labels_text(sel)}, but no pod template "
@@ -74,7 +74,7 @@ def check_target_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
     if m.kind != "Service" or not _selector(m):
         return
     workloads = _selected(m, ctx)
-    for i, port in enumerate(_spec(m).get("ports") or []):
+    for i, port in enumerate(sequence(_spec(m).get("ports"))):
         if not isinstance(port, dict):
             continue
         target = port.get("targetPort", port.get("port"))
@@ -138,7 +138,7 @@ def _node_ports(m: Manifest) -> Iterator[tuple[int, int]]:
     """(index, nodePort) of a Service's ports."""
     if m.kind != "Service":
         return
-    for i, port in enumerate(_spec(m).get("ports") or []):
+    for i, port in enumerate(sequence(_spec(m).get("ports"))):
         if isinstance(port, dict):
             n = port_number(port.get("nodePort"))
             if n:
@@ -200,7 +200,7 @@ def service_of_host(host: str, own_namespace: str | None, namespaces: set[str]) 
 def _service_ports(service: Manifest) -> set[int]:
     ports = set()
     headless = _spec(service).get("clusterIP") == "None"
-    for p in _spec(service).get("ports") or []:
+    for p in sequence(_spec(service).get("ports")):
         if isinstance(p, dict):
             for field in ("port", "targetPort") if headless else ("port",):
                 n = port_number(p.get(field))
@@ -240,7 +240,7 @@ def check_in_cluster_url(m: Manifest, ctx: Context) -> Iterable[Problem]:
                 yield from _check_urls(value, f"ConfigMap {qualified(m.namespace, m.name)} {key}",
                                        m, ctx, ("data", key))
     for c in containers(m):
-        for i, env in enumerate(c.spec.get("env") or []):
+        for i, env in enumerate(sequence(c.spec.get("env"))):
             if isinstance(env, dict) and isinstance(env.get("value"), str) and "://" in env["value"]:
                 yield from _check_urls(env["value"], f"{m.kind} {qualified(m.namespace, m.name)} "
                                        f"{c.label} env {env.get('name')}", m, ctx,
