@@ -105,6 +105,7 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
             continue
         if not (repo / path).is_dir():
             finding("argocd/missing-path", f"source path {path!r} does not exist in the repository", where + ("path",))
+            out.paths.add(path)  # read, though missing: deleting it is a change to this app
             continue
         out.paths.add(path)
         namespace = str(dest.get("namespace") or "")
@@ -163,6 +164,7 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
             ok = False
             out.paths.add(rel)
         elif not (repo / rel).is_file():
+            out.paths.add(rel)  # read, though missing: deleting it is a change to this app
             if not helm.get("ignoreMissingValueFiles"):
                 finding("argocd/missing-value-file", f"value file {vf!r} ({rel}) does not exist", vf_where)
                 ok = False

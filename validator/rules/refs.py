@@ -232,19 +232,44 @@ def _check_urls(text: str, where: str, m: Manifest, ctx: Context, path: tuple) -
                           "fix the port", path)
 
 
-def check_in_cluster_url(m: Manifest, ctx: Context) -> Iterable[Problem]:
+def _url_texts(m: Manifest) -> Iterator[tuple[str, str, tuple]]:
+    """(text, what it is, path) of every ConfigMap value and container env value holding a URL."""
     if m.kind == "ConfigMap":
         data = m.doc.get("data")
         for key, value in (data.items() if isinstance(data, dict) else ()):
             if isinstance(value, str) and "://" in value:
-                yield from _check_urls(value, f"ConfigMap {qualified(m.namespace, m.name)} {key}",
-                                       m, ctx, ("data", key))
+                yield value, f"ConfigMap {qualified(m.namespace, m.name)} {key}", ("data", key)
     for c in containers(m):
         for i, env in enumerate(sequence(c.spec.get("env"))):
             if isinstance(env, dict) and isinstance(env.get("value"), str) and "://" in env["value"]:
-                yield from _check_urls(env["value"], f"{m.kind} {qualified(m.namespace, m.name)} "
-                                       f"{c.label} env {env.get('name')}", m, ctx,
-                                       c.path + ("env", i, "value"))
+                yield (env["value"], f"{m.kind} {qualified(m.namespace, m.name)} {c.label} env {env.get('name')}",
+                       c.path + ("env", i, "value"))
+
+
+def references(m: Manifest, namespaces: set[str]) -> Iterator[tuple[str, str | None, str]]:
+    """(kind, namespace, name) of every object ``m`` names: Services its in-cluster URLs point at,
+    Secrets and ConfigMaps its pods read. (A Service's selector names pods by label: see ``selected``.)"""
+    for text, _, _ in _url_texts(m):
+        for match in _URL.finditer(text):
+            target = service_of_host(match.group(1), m.namespace, namespaces)
+            if target is not None:
+                yield "Service", target[0], target[1]
+    for kind in ("Secret", "ConfigMap"):
+        for ref in pod_refs(m, kind):
+            if not ref.optional:
+                yield kind, m.namespace, ref.name
+
+
+def selected(service: Manifest, ctx: Context) -> list[Manifest] | None:
+    """The workloads a Service's selector matches; None when it has no selector."""
+    if service.kind != "Service" or not _selector(service) or _spec(service).get("type") == "ExternalName":
+        return None
+    return _selected(service, ctx)
+
+
+def check_in_cluster_url(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    for text, where, path in _url_texts(m):
+        yield from _check_urls(text, where, m, ctx, path)
 
 
 # --- examples -------------------------------------------------------------------------------
