@@ -26,7 +26,7 @@ def canary(tmp_path: Path) -> tuple[Path, str]:
     f = outside / "id_ed25519"
     f.write_text(f"apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {token.lower()}, namespace: argocd}}\n"
                  f"spec: {{source: {{repoURL: {REPO_URL}, path: {token}}}, destination: {{namespace: {token}}}}}\n"
-                 f"# {token}\n")
+                 f"x-{token}: printed if read\n# {token}\n")
     return f, token
 
 

@@ -221,14 +221,18 @@ def test_closed_or_empty_stdin_is_exit_2(how):
     assert "standard input is" in p.stderr
 
 
-def test_text_output_escapes_terminal_codes(tmp_path):
+ESCAPES = '{{ fail "\\x1b[2J\\x1b]0;pwned\\x07cleared the screen" }}\n'
+
+
+@pytest.mark.parametrize("fmt", ["text", "github"])
+def test_output_escapes_terminal_codes(tmp_path, fmt):
     repo = _one_app_repo(tmp_path)
-    write(repo, "apps.yaml", application("web", '"apps/\\e[2J\\e[31mred\\a"'))
+    write(repo, "apps/web/templates/esc.yaml", ESCAPES)  # helm prints it raw in its error
     git_init(repo)
-    r = run_cli("--repo", str(repo), "--no-cache", env=tool_env())
+    r = run_cli("--repo", str(repo), "--no-cache", "--format", fmt, env=tool_env())
     assert r.code == 1, r.out + r.err
     assert "\x1b" not in r.out and "\x07" not in r.out, r.out
-    assert "\\x1b[2J" in r.out
+    assert "\\x1b[2J" in r.out and "cleared the screen" in r.out
 
 
 def test_a_long_helm_error_is_a_bounded_message(tmp_path):
@@ -333,7 +337,8 @@ def hostile_repo(tmp_path: Path, secret: Path) -> Path:
         write(repo, f"argocd/wrong-{i}.yaml", doc.replace("name: a,", f"name: wrong-{i},"))
     write(repo, "clusters/dev/cluster.yaml", "kubernetesVersion: v1.35.1\ncapacity: [1]\nexternalSecrets: oops\n")
     # terminal escape codes and a 190-line helm error
-    apps.append(application("escape", '"apps/\\e[2J\\e[31mred"'))
+    chart(repo, "apps/escape", templates={"esc.yaml": ESCAPES})
+    apps.append(application("escape", "apps/escape"))
     lines = "\\n".join(f"frame {i}" for i in range(190))
     chart(repo, "apps/long-error", templates={"boom.yaml": f'{{{{ fail "{lines}" }}}}\n'})
     apps.append(application("long-error", "apps/long-error"))
