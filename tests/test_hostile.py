@@ -294,6 +294,42 @@ def test_scoped_run_on_a_deleted_value_file_checks_the_app_reading_it(repo_copy)
     assert f["app"] == "todo-frontend", f
 
 
+def _two_sided_repo(tmp_path: Path) -> Path:
+    """Plain-directory apps sharing a namespace: ``front`` has a Service selecting ``back``'s pods
+    and a pod reading ``back``'s ConfigMap and Secret."""
+    repo = tmp_path / "repo"
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, labels: {app: %s}}\nspec:\n  containers:\n"
+           "    - name: c\n      image: c:1.0\n      envFrom: [%s]\n")
+    write(repo, "back/pod.yaml", pod % ("back", "back", ""))
+    write(repo, "back/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: back-config}\n---\n"
+                                    "apiVersion: v1\nkind: Secret\nmetadata: {name: back-token}\n")
+    write(repo, "front/svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: back}\n"
+                                  "spec: {selector: {app: back}, ports: [{port: 80}]}\n")
+    write(repo, "front/pod.yaml", pod % ("front", "front", "{configMapRef: {name: back-config}}, {secretRef: {name: back-token}}"))
+    write(repo, "apps.yaml", application("back", "back").replace("namespace: back}", "namespace: shared}") + "---\n" +
+          application("front", "front").replace("namespace: front}", "namespace: shared}"))
+    git_init(repo)
+    return repo
+
+
+@pytest.mark.parametrize("change, rule", [
+    (lambda repo: write(repo, "back/pod.yaml", (repo / "back/pod.yaml").read_text().replace("app: back", "app: bak")),
+     "refs/service-selector"),
+    (lambda repo: write(repo, "back/config.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: back-token}\n"),
+     "refs/missing-configmap"),
+    (lambda repo: write(repo, "back/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: back-config}\n"),
+     "secrets/missing-secret"),
+    (lambda repo: (repo / "back/config.yaml").unlink(), "refs/missing-configmap"),
+], ids=["selector", "configmap", "secret", "deleted-file"])
+def test_scoped_run_reports_selectors_configmaps_and_secrets_pointing_into_the_change(tmp_path, change, rule):
+    repo = _two_sided_repo(tmp_path)
+    before = {f["rule"] for f in validate(repo).json["findings"] if f["app"] == "front"}
+    assert rule not in before
+    change(repo)
+    r = validate(repo, "back/pod.yaml" if rule == "refs/service-selector" else "back/config.yaml")
+    assert any(f["rule"] == rule and f["app"] == "front" for f in r.json["findings"]), r.json["findings"]
+
+
 @pytest.mark.parametrize("path", ["argocd/deleted-app.yaml", "no/such/file.yaml"])
 def test_scoped_run_on_a_path_nothing_reads_checks_everything(repo_copy, path):
     r = validate(repo_copy, path)

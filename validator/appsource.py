@@ -113,7 +113,7 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
         leaving = confine.links_out(repo, path)
         if leaving:
             for rel in leaving:
-                out.findings.append(confine.symlink_finding(rel, f"source path {path!r} holds", app=app.name, obj=app.ref))
+                out.findings.append(confine.symlink_finding(rel, "file", app=app.name, obj=app.ref))
             finding(confine.RULE, f"source path {path!r} holds {len(leaving)} symlink(s) leaving the repository "
                     f"({', '.join(leaving[:3])}{', …' if len(leaving) > 3 else ''}); not rendered", where + ("path",))
             continue

@@ -27,8 +27,9 @@ from .findings import Finding, Severity
 from .render import inside
 
 RULE = "argocd/out-of-bounds-symlink"
-#: Files and directories looked at under one chart or directory source (a hostile tree is bounded too).
-MAX_ENTRIES = 20_000
+#: Files and directories looked at under one chart or directory source (a hostile tree is bounded
+#: too); a source with more is not rendered. ``.git`` directories are not looked into.
+MAX_ENTRIES = 100_000
 
 
 def escapes(repo: Path, rel: str) -> bool:
@@ -59,8 +60,10 @@ def links_out(repo: Path, rel_dir: str) -> list[str]:
         for entry in children:
             entries += 1
             if entries > MAX_ENTRIES:
-                return found + [f"{shown} (more than {MAX_ENTRIES} entries; not searched further)"]
+                return found + [f"{rel_dir} (more than {MAX_ENTRIES} files to search for symlinks)"]
             rel = posixpath.join(shown, entry.name)
+            if entry.name == ".git":
+                continue
             if entry.is_symlink():
                 if escapes(repo, rel) or not inside(repo, Path(entry.path)):
                     found.append(rel)

@@ -306,7 +306,7 @@ class _Scope:
         for a in apps.values():
             hit = {c for c in changed if c == a.manifest.file and a.manifest.line is not None}
             # a path an app reads (a file, or a directory: anything below it), present or deleted
-            hit |= {c for c in changed for p in a.paths if c == p or c.startswith(p.rstrip("/") + "/")}
+            hit |= {c for c in changed for p in a.paths if c == p or p == "." or c.startswith(p.rstrip("/") + "/")}
             if hit:
                 affected.add(a.manifest.name)
                 accounted |= hit

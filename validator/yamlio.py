@@ -128,6 +128,11 @@ class _GoConstructor(SafeConstructor):
     def construct_yaml_binary(self, node):  # type: ignore[override]
         return super().construct_yaml_binary(node).decode("utf-8", "replace")
 
+    def construct_yaml_set(self, node):  # type: ignore[override]
+        data: dict = {}  # a set is a mapping to nulls, as in Go
+        yield data
+        data.update(self.construct_mapping(node))
+
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         return {_key_text(k): v for k, v in super().construct_mapping(node, deep=deep).items()}
 
@@ -144,6 +149,7 @@ def _key_text(key: Any) -> str:
 
 _GoConstructor.add_constructor("tag:yaml.org,2002:timestamp", _GoConstructor.construct_yaml_timestamp)
 _GoConstructor.add_constructor("tag:yaml.org,2002:binary", _GoConstructor.construct_yaml_binary)
+_GoConstructor.add_constructor("tag:yaml.org,2002:set", _GoConstructor.construct_yaml_set)
 
 
 def _construct(node: Node) -> Any:
