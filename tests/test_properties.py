@@ -35,7 +35,7 @@ from validator import cli
 from validator.cli import INTERNAL_ERROR
 from validator.yamlio import load_all
 
-settings.register_profile("make-test", max_examples=20, deadline=None, derandomize=True, database=None,
+settings.register_profile("make-test", max_examples=12, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("deep", max_examples=300, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
