@@ -61,7 +61,8 @@ def test_precommit_run_on_one_values_file_renders_one_app(tmp_path):
         values.write_text(original)
     assert r.code == 0, r.out + r.err
     assert "1 helm render(s), 2 from cache" in r.err
-    assert r.json["summary"]["apps"] == 1
+    # the backend, and the frontend whose BACKEND_URL points into it (a scope that sees both directions)
+    assert r.json["summary"]["apps"] == 2
 
 
 def test_unchanged_repo_is_served_from_cache(tmp_path):

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import yaml
 
+from . import confine
 from .config import Config
 from .discover import is_local_repo, manifests_from_file
 from .findings import Finding, Severity
-from .model import CLUSTER_SCOPED, Manifest
+from .model import CLUSTER_SCOPED, Manifest, mapping, sequence
 from .render import RenderRequest, build_env, envsubst, inside
 
 
@@ -77,10 +78,10 @@ def _repo_path(base: str, rel: str) -> str:
 
 def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepared:
     out = Prepared()
-    spec = app.doc.get("spec") or {}
-    dest = spec.get("destination") or {}
+    spec = app.spec
+    dest = mapping(spec.get("destination"))
     sources = _sources(spec)
-    refs = {s["ref"]: s for _, s in sources if s.get("ref")}
+    refs = {str(s["ref"]): s for _, s in sources if s.get("ref")}
 
     def finding(rule: str, msg: str, where: tuple, sev: Severity = Severity.ERROR) -> None:
         file, line = app.file, app.line_of(where)
@@ -104,9 +105,18 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
             continue
         if not (repo / path).is_dir():
             finding("argocd/missing-path", f"source path {path!r} does not exist in the repository", where + ("path",))
+            out.paths.add(path)  # read, though missing: deleting it is a change to this app
             continue
         out.paths.add(path)
         namespace = str(dest.get("namespace") or "")
+        # helm and the directory reader follow symlinks: look before anything is read
+        leaving = confine.links_out(repo, path)
+        if leaving:
+            for rel in leaving:
+                out.findings.append(confine.symlink_finding(rel, "file", app=app.name, obj=app.ref))
+            finding(confine.RULE, f"source path {path!r} holds {len(leaving)} symlink(s) leaving the repository "
+                    f"({', '.join(leaving[:3])}{', …' if len(leaving) > 3 else ''}); not rendered", where + ("path",))
+            continue
         if (repo / path / "Chart.yaml").is_file():
             req = _helm_request(app, src, where, path, namespace, repo, refs, config, target, finding, out)
             if req:
@@ -121,11 +131,11 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
 
 
 def _helm_request(app, src, where, path, namespace, repo, refs, config, target, finding, out) -> RenderRequest | None:
-    helm = src.get("helm") or {}
+    helm = mapping(src.get("helm"))
     env = build_env(app, src, namespace, target.kube_version, target.revision)
     value_files: list[str] = []
     ok = True
-    for i, vf in enumerate(helm.get("valueFiles") or []):
+    for i, vf in enumerate(sequence(helm.get("valueFiles"))):
         vf_where = where + ("helm", "valueFiles", i)
         vf = envsubst(str(vf), env)
         if "://" in vf:
@@ -145,10 +155,16 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
             rel = posixpath.normpath(rest)
         else:
             rel = _repo_path(path, vf)
-        if rel.startswith("..") or not inside(repo, repo / rel):
+        if rel.startswith("..") or rel.startswith("/"):
             finding("argocd/outside-repo", f"value file {vf!r} resolves outside the repository", vf_where)
             ok = False
+        elif not inside(repo, repo / rel):
+            finding(confine.RULE, f"value file {vf!r} ({rel}) is a symlink that leaves the repository; not read "
+                    "(Argo CD refuses it too)", vf_where)
+            ok = False
+            out.paths.add(rel)
         elif not (repo / rel).is_file():
+            out.paths.add(rel)  # read, though missing: deleting it is a change to this app
             if not helm.get("ignoreMissingValueFiles"):
                 finding("argocd/missing-value-file", f"value file {vf!r} ({rel}) does not exist", vf_where)
                 ok = False
@@ -163,7 +179,7 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
     elif isinstance(helm.get("values"), str) and helm["values"].strip():
         values_yaml = helm["values"]
     sets, set_strings = {}, {}
-    for p in helm.get("parameters") or []:
+    for p in sequence(helm.get("parameters")):
         if isinstance(p, dict) and p.get("name"):
             (set_strings if p.get("forceString") else sets)[str(p["name"])] = envsubst(str(p.get("value", "")), env)
     return RenderRequest(
@@ -171,7 +187,7 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
         release=str(helm.get("releaseName") or app.name),
         namespace=str(helm.get("namespace") or namespace),
         kube_version=str(helm.get("kubeVersion") or target.kube_version),
-        api_versions=tuple(helm.get("apiVersions") or target.api_versions),
+        api_versions=tuple(map(str, sequence(helm.get("apiVersions")))) or target.api_versions,
         value_files=value_files, values_yaml=values_yaml, set=sets, set_string=set_strings,
         skip_crds=bool(helm.get("skipCrds")), skip_tests=bool(helm.get("skipTests")),
         skip_schema_validation=bool(helm.get("skipSchemaValidation")),
@@ -180,7 +196,7 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
 
 
 def _directory(app: Manifest, src: dict, path: str, namespace: str, repo: Path, target: Target, out: Prepared) -> None:
-    recurse = bool((src.get("directory") or {}).get("recurse"))
+    recurse = bool(mapping(src.get("directory")).get("recurse"))
     pattern = "**/*" if recurse else "*"
     for p in sorted((repo / path).glob(pattern)):
         if p.suffix in (".yaml", ".yml", ".json") and p.is_file():

@@ -19,6 +19,8 @@ from . import __version__, config as config_mod, report, tools
 from .findings import Severity
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
+#: What stderr says when the validator itself failed (the tests look for it: it must never happen).
+INTERNAL_ERROR = "internal error"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,11 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     except tools.CannotRun as e:  # also a tool that failed (tools.ToolFailed)
         print(f"gitops-validate: {e}", file=sys.stderr)
         return EXIT_CANNOT_RUN
+    except Exception as e:  # noqa: BLE001 - fail closed in one line, never a traceback and never a pass
+        print(f"gitops-validate: {INTERNAL_ERROR}: {type(e).__name__}: {report.printable(str(e))[:500]} "
+              "(a bug in the validator: please report it with the input)", file=sys.stderr)
+        return EXIT_CANNOT_RUN
 
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    from . import pipeline, rendercache
+    from . import confine, pipeline, rendercache
     from .rules import REGISTRY
     from .schemastore import normalize_version
     if args.list_rules:
@@ -106,6 +112,10 @@ def _main(argv: list[str] | None) -> int:
     cfg_path = args.config or repo / config_mod.DEFAULT_NAME
     if args.config and not args.config.is_file():
         print(f"gitops-validate: config {args.config} does not exist", file=err)
+        return EXIT_CANNOT_RUN
+    if args.config is None and confine.escapes(repo, config_mod.DEFAULT_NAME):
+        print(f"gitops-validate: bad config: {config_mod.DEFAULT_NAME} is a symlink that leaves the repository; "
+              "not read (make it a file in the repo, or pass --config)", file=err)
         return EXIT_CANNOT_RUN
     try:
         cfg = config_mod.load(cfg_path, set(REGISTRY))

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import tools
+from . import confine, tools
 from .config import Config, normalize_url
 from .findings import Finding, Severity
-from .model import ClusterFacts, Manifest
+from .model import ClusterFacts, Manifest, dig, mapping, sequence
 from .render import inside
 from .yamlio import YamlProblem, decode, load_all
 
@@ -62,6 +62,8 @@ def is_template(rel: str, chart_dirs: set[str]) -> bool:
 
 def read_yaml(repo: Path, rel: str) -> tuple[list, list[Finding]]:
     """Documents of a repo file, or the finding that explains why there are none."""
+    if confine.escapes(repo, rel):  # a symlink out of the repo: never read
+        return [], [confine.symlink_finding(rel, "file")]
     try:
         text = decode((repo / rel).read_bytes())
         return list(load_all(text)), []
@@ -118,7 +120,7 @@ def load_clusters(repo: Path, config: Config) -> tuple[dict[str, ClusterFacts], 
             findings += fs
             data = docs[0].data if docs and isinstance(docs[0].data, dict) else {}
             cf.kubernetes_version = str(data["kubernetesVersion"]) if data.get("kubernetesVersion") else None
-            cf.capacity = data.get("capacity") or {}
+            cf.capacity = mapping(data.get("capacity"))
             _add_secrets(cf, data.get("externalSecrets"))
         if name in config.clusters:
             _add_secrets(cf, config.clusters[name].external_secrets)
@@ -127,10 +129,10 @@ def load_clusters(repo: Path, config: Config) -> tuple[dict[str, ClusterFacts], 
 
 
 def _add_secrets(cf: ClusterFacts, entries: Any) -> None:
-    for s in entries or []:
+    for s in sequence(entries):
         if isinstance(s, dict) and s.get("name"):
             key = (str(s.get("namespace", "default")), str(s["name"]))
-            cf.external_secrets[key] = cf.external_secrets.get(key, frozenset()) | frozenset(map(str, s.get("keys") or []))
+            cf.external_secrets[key] = cf.external_secrets.get(key, frozenset()) | frozenset(map(str, sequence(s.get("keys"))))
 
 
 def cluster_of(paths: Iterable[str], clusters: dict[str, ClusterFacts]) -> str | None:
@@ -179,8 +181,9 @@ def _git_directory_params(repo: Path, gen: dict) -> list[dict]:
     dirs = sorted({str(p.relative_to(repo)) for p in repo.glob("**/") if p.is_dir()
                    and ".git" not in p.relative_to(repo).parts})
     include, exclude = [], []
-    for d in gen.get("directories") or []:
-        (exclude if d.get("exclude") else include).append(d.get("path", ""))
+    for d in sequence(gen.get("directories")):
+        if isinstance(d, dict):
+            (exclude if d.get("exclude") else include).append(str(d.get("path", "")))
     out = []
     for d in dirs:
         if any(fnmatch.fnmatchcase(d, pat) for pat in include) and not any(fnmatch.fnmatchcase(d, pat) for pat in exclude):
@@ -196,19 +199,19 @@ def _git_directory_params(repo: Path, gen: dict) -> list[dict]:
 
 def expand_applicationset(appset: Manifest, repo: Path, config: Config) -> tuple[list[Manifest], list[Finding]]:
     """Applications an ApplicationSet with list / git-directory generators would create."""
-    spec = appset.doc.get("spec") or {}
-    template = spec.get("template") or {}
+    spec = appset.spec
+    template = mapping(spec.get("template"))
     go = bool(spec.get("goTemplate"))
     params_list: list[dict] = []
     findings: list[Finding] = []
-    for i, gen in enumerate(spec.get("generators") or []):
+    for i, gen in enumerate(sequence(spec.get("generators"))):
         if not isinstance(gen, dict):
             continue
         if "list" in gen:
-            for el in (gen["list"] or {}).get("elements") or []:
+            for el in sequence(dig(gen, "list", "elements")):
                 if isinstance(el, dict):
                     params_list.append({**el, "_go": el})
-        elif "git" in gen and is_local_repo((gen["git"] or {}).get("repoURL"), config) and (gen["git"] or {}).get("directories"):
+        elif "git" in gen and is_local_repo(dig(gen, "git", "repoURL"), config) and dig(gen, "git", "directories"):
             params_list += _git_directory_params(repo, gen["git"])
         else:
             kind = next(iter(gen), "?")

@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
+
+#: A finding's message is cut to this many lines and characters (a helm stack dump of 190 lines
+#: becomes its first lines and "… N more lines"): reports stay readable and bounded.
+MAX_MESSAGE_LINES = 12
+MAX_MESSAGE_CHARS = 2000
+
+
+def bounded(message: str, max_lines: int = MAX_MESSAGE_LINES, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` cut to ``max_lines`` lines and about ``max_chars`` characters, saying how much was left out."""
+    lines = message.splitlines() or [""]
+    cut = len(lines) - max_lines
+    out = "\n".join(lines[:max_lines]) if cut > 0 else message
+    if len(out) > max_chars:
+        more = len(out) - max_chars
+        out = out[:max_chars] + f" … {more} more characters"
+    return out + (f"\n… {cut} more lines" if cut > 0 else "")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escape codes among them) shown escaped, so
+    repository text cannot drive the terminal or forge report lines. Newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 class Severity(str, Enum):
@@ -21,8 +47,9 @@ class ObjectRef:
     @classmethod
     def of(cls, doc: dict) -> "ObjectRef":
         meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+        ns = meta.get("namespace")
         return cls(str(doc.get("apiVersion", "")), str(doc.get("kind", "")),
-                   meta.get("namespace"), str(meta.get("name", "")))
+                   None if ns is None else str(ns), str(meta.get("name", "")))
 
     def __str__(self) -> str:
         ns = f"{self.namespace}/" if self.namespace else ""
@@ -38,6 +65,11 @@ class Finding:
     line: int | None = None
     object: ObjectRef | None = None
     app: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.message, str) or len(self.message) > MAX_MESSAGE_CHARS or \
+                self.message.count("\n") >= MAX_MESSAGE_LINES:
+            object.__setattr__(self, "message", bounded(str(self.message)))
 
     def as_dict(self) -> dict:
         return {

@@ -21,6 +21,31 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSe
 LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
 
 
+# --- type-safe access: repository text can put any type anywhere ----------------------------
+
+def mapping(value: Any) -> dict:
+    """``value`` when it is a mapping, else an empty one: a rule reads what it can and skips the rest
+    (the schema stage reports the wrong type)."""
+    return value if isinstance(value, dict) else {}
+
+
+def sequence(value: Any) -> list:
+    """``value`` when it is a list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def dig(value: Any, *path: Any) -> Any:
+    """The value at ``path`` (keys and list indexes), or None when a step is missing or of another type."""
+    for p in path:
+        if isinstance(value, dict):
+            value = value.get(p)
+        elif isinstance(value, list) and isinstance(p, int) and -len(value) <= p < len(value):
+            value = value[p]
+        else:
+            return None
+    return value
+
+
 @dataclass
 class Manifest:
     """One Kubernetes object: rendered by helm, read from a repo file, or given with --manifests."""
@@ -50,7 +75,12 @@ class Manifest:
 
     @property
     def namespace(self) -> str | None:
-        return self.metadata.get("namespace")
+        ns = self.metadata.get("namespace")
+        return None if ns is None else str(ns)
+
+    @property
+    def spec(self) -> dict:
+        return mapping(self.doc.get("spec"))
 
     @property
     def annotations(self) -> dict:
@@ -90,21 +120,17 @@ def pod_template(m: Manifest) -> tuple[dict, tuple] | None:
     if m.kind == "Pod":
         return spec, ("spec",)
     if m.kind == "CronJob":
-        tpl = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {})
-        pod = tpl.get("spec")
+        pod = dig(spec, "jobTemplate", "spec", "template", "spec")
         return (pod, ("spec", "jobTemplate", "spec", "template", "spec")) if isinstance(pod, dict) else None
-    pod = (spec.get("template") or {}).get("spec") if isinstance(spec.get("template"), dict) else None
+    pod = dig(spec, "template", "spec")
     return (pod, ("spec", "template", "spec")) if isinstance(pod, dict) else None
 
 
 def pod_labels(m: Manifest) -> dict:
     if m.kind == "Pod":
-        return m.metadata.get("labels") or {}
-    spec = m.doc.get("spec") or {}
-    if m.kind == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
-    tpl = spec.get("template") if isinstance(spec, dict) else None
-    return ((tpl or {}).get("metadata") or {}).get("labels") or {}
+        return mapping(m.metadata.get("labels"))
+    tpl = dig(m.doc, "spec", "jobTemplate", "spec", "template") if m.kind == "CronJob" else dig(m.doc, "spec", "template")
+    return mapping(dig(tpl, "metadata", "labels"))
 
 
 def port_number(port) -> int | None:
@@ -143,7 +169,7 @@ class Container:
         return not self.init or self.sidecar
 
     def ports(self) -> list[dict]:
-        return [p for p in self.spec.get("ports") or [] if isinstance(p, dict)]
+        return [p for p in sequence(self.spec.get("ports")) if isinstance(p, dict)]
 
 
 def containers(m: Manifest) -> Iterator[Container]:
@@ -152,7 +178,7 @@ def containers(m: Manifest) -> Iterator[Container]:
         return
     pod, base = found
     for key, init in (("initContainers", True), ("containers", False)):
-        for i, c in enumerate(pod.get(key) or []):
+        for i, c in enumerate(sequence(pod.get(key))):
             if isinstance(c, dict):
                 yield Container(c, base + (key, i), init)
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from . import appsource, discover, policy, render, schema, schemastore, tools
 from .config import Config
 from .findings import Finding, Severity
-from .model import ClusterFacts, Manifest
+from .model import ClusterFacts, Manifest, dig, sequence
 from .rendercache import RenderCache
-from .rules import Context
+from .rules import Context, refs
+from .rules.secrets import secret_keys
 from .tools import CannotRun
 from .yamlio import YamlProblem, decode, load_all, split_stream
 
@@ -81,11 +82,11 @@ def _revision(repo: Path) -> str:
 
 def _guess_cluster(app: Manifest, clusters: dict[str, ClusterFacts]) -> str | None:
     """The cluster folder holding the Application or one of its value files."""
-    spec = app.doc.get("spec") or {}
+    spec = app.spec
     paths = [app.file or ""]
-    for src in spec.get("sources") or [spec.get("source") or {}]:
+    for src in sequence(spec.get("sources")) or [spec.get("source")]:
         if isinstance(src, dict):
-            for vf in (src.get("helm") or {}).get("valueFiles") or []:
+            for vf in sequence(dig(src, "helm", "valueFiles")):
                 paths.append(posixpath.normpath(posixpath.join(str(src.get("path", ".")), str(vf).lstrip("$"))))
     return discover.cluster_of(paths, clusters)
 
@@ -118,9 +119,9 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path, start: float) ->
     for src in sources:
         name = "<stdin>" if src == "-" else src
         try:
-            raw = (opts.stdin if opts.stdin is not None else sys.stdin.read()).encode() if src == "-" else Path(src).read_bytes()
+            raw = _read_stdin(opts) if src == "-" else Path(src).read_bytes()
         except OSError as e:
-            raise CannotRun(f"cannot read {src}: {e.strerror}") from None
+            raise CannotRun(f"cannot read {name}: {e.strerror}") from None
         try:
             text = decode(raw)
         except YamlProblem as e:
@@ -144,6 +145,20 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path, start: float) ->
     ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
     findings += policy.evaluate(manifests, ctx, opts.config.severities)
     return _finish(findings, opts, 0, len(manifests), start)
+
+
+def _read_stdin(opts: Options) -> bytes:
+    """Standard input as bytes (decoded like any file, so non-UTF-8 is a finding). A closed or empty
+    stdin is exit 2: `helm template ... | gitops-validate --manifests -` after a failed helm must not pass."""
+    if opts.stdin is not None:
+        raw = opts.stdin.encode()
+    elif sys.stdin is None or sys.stdin.closed:
+        raise CannotRun("--manifests -: standard input is closed; pipe the manifests in or name the files")
+    else:
+        raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        raise CannotRun("--manifests -: standard input is empty, nothing to check (did the command before the pipe fail?)")
+    return raw
 
 
 def _finish(findings: list[Finding], opts: Options, apps: int, objects: int, start: float, **stats) -> Result:
@@ -191,7 +206,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         if m.kind == "Application":
             top.append(m)
         elif m.kind == "ApplicationSet":
-            generated, fs = discover.expand_applicationset(m, repo, config)
+            try:
+                generated, fs = discover.expand_applicationset(m, repo, config)
+            except Exception as e:  # noqa: BLE001 - a malformed ApplicationSet is a finding, never a crash
+                generated, fs = [], [policy.unreadable(m, "expanding its generators", e)]
             findings += fs
             for g in generated:
                 g.cluster = _guess_cluster(g, disc.clusters) or m.cluster
@@ -223,7 +241,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                 apps[key] = a
                 version = version_of(a.cluster)
                 target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files)
-                prep = appsource.prepare(a.manifest, repo, config, target)
+                try:
+                    prep = appsource.prepare(a.manifest, repo, config, target)
+                except Exception as e:  # noqa: BLE001 - a malformed Application is a finding, never a crash
+                    a.findings.append(policy.unreadable(a.manifest, "rendering its sources", e))
+                    continue
                 a.findings += prep.findings
                 a.paths |= prep.paths
                 a.manifests += prep.manifests
@@ -249,9 +271,15 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                         else:
                             pending.append(_App(child, a.cluster, tuple(req.value_files), a.depth + 1))
 
-    scope = _Scope.of(opts, apps, disc)
     file_objects = [m for m in disc.argo if m.file]
     all_objects = file_objects + [m for a in apps.values() for m in a.manifests]
+    by_cluster: dict[str | None, list[Manifest]] = {}
+    for m in all_objects:
+        by_cluster.setdefault(m.cluster, []).append(m)
+    contexts = {cluster: Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
+                for cluster, objs in by_cluster.items()}
+    scope = _Scope.of(opts, apps, disc)
+    scope.widen(apps, contexts)
     checked = [m for m in all_objects if scope.keeps(m.app, m.file)]
     for a in apps.values():
         findings += a.findings
@@ -262,12 +290,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         by_version.setdefault(version_of(m.cluster), []).append(m)
     for v, batch in sorted(by_version.items()):
         findings += schema.check_objects(batch, kubeconform, root, v)
-    by_cluster: dict[str | None, list[Manifest]] = {}
-    for m in all_objects:
-        by_cluster.setdefault(m.cluster, []).append(m)
     for cluster, objs in by_cluster.items():
-        ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
-        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities)
+        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], contexts[cluster], config.severities)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
     if cache:
         cache.evict()
@@ -289,8 +313,11 @@ def _too_many(m: Manifest, limit: int) -> Finding:
 
 @dataclass
 class _Scope:
-    """What a run reports on: every app, or (with changed files) the apps those files affect
-    and the changed files themselves. Other apps are still loaded, for cross-app references."""
+    """What a run reports on: every app, or (with changed files) the apps those files affect, the
+    changed files themselves, and the unchanged apps whose references point into an affected app
+    (a URL, a Secret or ConfigMap, a Service selecting its pods): a change is checked from both
+    sides. A changed path that does not exist and that no app reads (a deleted Application file,
+    a typo) could have affected anything: the whole repository is checked."""
     apps: set[str] | None          # None: everything
     changed: set[str]
 
@@ -302,13 +329,48 @@ class _Scope:
         if changed & set(GLOBAL_FILES) or any(
                 cf.directory and p == f"{cf.directory}/cluster.yaml" for p in changed for cf in disc.clusters.values()):
             return cls(None, changed)
-        affected = set()
+        affected, accounted = set(), set()
         for a in apps.values():
-            dirs = [p for p in a.paths if (opts.repo / p).is_dir()]
-            if (a.manifest.file in changed and a.manifest.line is not None) or changed & a.paths or any(
-                    c.startswith(d.rstrip("/") + "/") for c in changed for d in dirs):
+            hit = {c for c in changed if c == a.manifest.file and a.manifest.line is not None}
+            # a path an app reads (a file, or a directory: anything below it), present or deleted
+            hit |= {c for c in changed for p in a.paths if c == p or p == "." or c.startswith(p.rstrip("/") + "/")}
+            if hit:
                 affected.add(a.manifest.name)
+                accounted |= hit
+        if any(not os.path.lexists(opts.repo / c) for c in changed - accounted):
+            return cls(None, changed)
         return cls(affected, changed)
+
+    def widen(self, apps: dict[tuple, _App], contexts: dict[str | None, Context]) -> None:
+        """Add the unchanged apps that point into an affected one (or, in a namespace an affected
+        app renders into, at something no longer there: the change may have removed it)."""
+        if self.apps is None or not self.apps:
+            return
+        changed = set(self.apps)
+        into = {(m.cluster, m.namespace) for a in apps.values() if a.manifest.name in changed for m in a.manifests}
+        namespaces = {cluster: {ns for c, ns in into if c == cluster and ns} for cluster in contexts}
+        for a in apps.values():
+            name = a.manifest.name
+            if name in changed or a.cluster not in contexts:
+                continue
+            ctx = contexts[a.cluster]
+            if any(_points_into(m, ctx, changed, into, namespaces[a.cluster]) for m in a.manifests):
+                self.apps.add(name)
 
     def keeps(self, app: str | None, file: str | None) -> bool:
         return self.apps is None or app in self.apps or (file is not None and file in self.changed)
+
+
+def _points_into(m: Manifest, ctx: Context, changed: set[str], into: set[tuple], namespaces: set[str]) -> bool:
+    for kind, ns, name in refs.references(m, namespaces | ({m.namespace} if m.namespace else set())):
+        target = ctx.find(kind, ns, name)
+        if target is not None:
+            if target.app in changed:
+                return True
+        elif (m.cluster, ns) in into and not (kind == "Secret" and secret_keys(ctx, ns, name)[0]):
+            return True
+    pods = refs.selected(m, ctx)
+    if pods is not None:
+        if any(w.app in changed for w in pods) or (not pods and (m.cluster, m.namespace) in into):
+            return True
+    return False

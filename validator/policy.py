@@ -45,6 +45,14 @@ def locate(m: Manifest, path: tuple) -> tuple[str | None, int | None]:
     return m.file, m.line_of(path) if path else m.line
 
 
+def unreadable(m: Manifest, what: str, error: Exception) -> Finding:
+    """The finding for an object that ``what`` (a rule, a stage) could not read: a field of the wrong type."""
+    return Finding("schema/malformed", Severity.ERROR,
+                   f"{what} could not read this object ({type(error).__name__}: {error}); a field has the "
+                   "wrong type or shape, fix it (the API server would refuse it too)",
+                   m.file, m.line, m.ref, m.app)
+
+
 def evaluate(manifests: Iterable[Manifest], ctx: Context,
              severities: Mapping[str, Severity | None] | None = None,
              rules: Iterable[Rule] = POLICY_RULES) -> list[Finding]:
@@ -59,7 +67,12 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
         for rule, severity in active:
             if rule.id in skips:
                 continue
-            for problem in rule.check(m, ctx):  # type: ignore[misc]
+            try:
+                problems = list(rule.check(m, ctx))  # type: ignore[misc]
+            except Exception as e:  # noqa: BLE001 - a malformed object must not end the run, nor pass silently
+                out.append(unreadable(m, rule.id, e))
+                continue
+            for problem in problems:
                 file, line = locate(m, problem.path)
                 msg = problem.message
                 if rule.id in unreasoned:

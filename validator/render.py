@@ -81,7 +81,7 @@ def envsubst(value: str, env: dict[str, str]) -> str:
 
 
 def build_env(app: Manifest, source: dict, namespace: str, kube_version: str, revision: str) -> dict[str, str]:
-    spec = app.doc.get("spec") or {}
+    spec = app.spec
     return {
         "ARGOCD_APP_NAME": app.name,
         "ARGOCD_APP_NAMESPACE": namespace,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from . import __version__
-from .findings import Finding, Severity
+from .findings import Finding, Severity, printable
 
 
 @dataclass
@@ -41,12 +41,13 @@ def text(findings: list[Finding], summary: Summary, out: TextIO, colour: bool) -
     for f in findings:
         by_file[f.file or "<no file>"].append(f)
     for file in sorted(by_file):
-        out.write(c(file, "\033[1m") + "\n")
+        out.write(c(printable(file), "\033[1m") + "\n")
         for f in sorted(by_file[file], key=Finding.sort_key):
             where = f"{f.line}" if f.line else "-"
             ctx = ", ".join(x for x in (f"app {f.app}" if f.app else "", str(f.object) if f.object else "") if x)
-            out.write(f"  {where:>5}  {c(f.severity.value, _COLOURS[f.severity]):<7}  {f.message}  "
-                      f"{c(f.rule, chr(27) + '[2m')}" + (f"  [{ctx}]" if ctx else "") + "\n")
+            # repo text (messages, names, paths) is printed escaped: it cannot drive the terminal
+            out.write(f"  {where:>5}  {c(f.severity.value, _COLOURS[f.severity]):<7}  {printable(f.message)}  "
+                      f"{c(f.rule, chr(27) + '[2m')}" + (f"  [{printable(ctx)}]" if ctx else "") + "\n")
         out.write("\n")
     ok = summary.errors == 0
     out.write(c(("✓ " if ok else "✗ ") + summary.line(), "\033[32m" if ok else "\033[31m") + "\n")
@@ -54,7 +55,7 @@ def text(findings: list[Finding], summary: Summary, out: TextIO, colour: bool) -
 
 def as_json(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
     json.dump({"findings": [f.as_dict() for f in sorted(findings, key=Finding.sort_key)],
-               "summary": summary.__dict__}, out, indent=2)
+               "summary": summary.__dict__}, out, indent=2, default=str)
     out.write("\n")
 
 
@@ -93,7 +94,7 @@ def sarif(findings: list[Finding], summary: Summary, out: TextIO, colour: bool =
 
 
 def _escape(s: str, prop: bool = False) -> str:
-    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    s = printable(s).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return s.replace(":", "%3A").replace(",", "%2C") if prop else s
 
 

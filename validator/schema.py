@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import referencing.exceptions
 
-from . import schemastore, tools
+from . import confine, schemastore, tools
 from .findings import Finding, Severity
 from .model import Manifest, walk
 from .render import RenderRequest
@@ -202,9 +203,18 @@ def _first_document(raw: bytes) -> Document | None:
 
 
 @lru_cache(maxsize=32)
-def _values_validator(schema_text: str) -> Any:
+def _values_validator(repo: Path, chart: str, schema_text: str) -> tuple[Any, list, Any]:
+    """(validator or None, unresolvable $refs, registry) of a chart's schema; built once per chart and text.
+    Raises json.JSONDecodeError, jsonschema.SchemaError."""
     schema = json.loads(schema_text)
-    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)(schema)
+    # $refs resolve inside the chart only: never the network, never a file elsewhere
+    registry = confine.chart_registry(repo, chart)
+    bad_refs = confine.unresolvable_refs(schema, registry)
+    if bad_refs:
+        return None, bad_refs, registry
+    validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    validator_cls.check_schema(schema)
+    return validator_cls(schema, registry=registry), [], registry
 
 
 def _known_paths(values: Any, prefix: tuple = ()) -> set[tuple]:
@@ -266,11 +276,19 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
     schema_file = repo / req.chart / "values.schema.json"
     if not schema_file.is_file():
         return findings, not any(f.rule == "values/unknown-key" for f in findings)
+    rel_schema = f"{req.chart}/values.schema.json"
     try:
-        validator = _values_validator(schema_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        rel = f"{req.chart}/values.schema.json"
-        return [Finding("values/schema", Severity.ERROR, f"values.schema.json is not valid JSON: {e}", rel, getattr(e, "lineno", None), None, req.app)], False
+        schema_text = schema_file.read_text(encoding="utf-8")
+        validator, bad_refs, _ = _values_validator(repo, req.chart, schema_text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return [Finding("values/schema", Severity.ERROR, f"values.schema.json is not valid JSON: {e}", rel_schema, getattr(e, "lineno", None), None, req.app)], False
+    except jsonschema.SchemaError as e:
+        return findings + [Finding("values/schema", Severity.ERROR, f"values.schema.json is not a valid JSON schema: "
+                                   f"{e.message}", rel_schema, None, None, req.app)], False
+    if bad_refs:
+        return findings + [Finding("values/schema", Severity.ERROR, f"$ref {ref!r} in values.schema.json: {why}",
+                                   rel_schema, confine.line_of_ref(schema_text, ref), None, req.app)
+                           for ref, why in bad_refs], False
     merged: Any = chart_values
     for _, doc in layers:
         merged = _merge(merged, doc.data)
@@ -283,7 +301,12 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
             return [Finding(e.rule, Severity.ERROR, f"helm.values: {e.message}", origin.file if origin else None,
                             origin.line if origin else None, origin.ref if origin else None, req.app)], False
     unknown_reported = any(f.rule == "values/unknown-key" for f in findings)
-    for err in sorted(validator.iter_errors(merged or {}), key=lambda e: list(e.absolute_path)):
+    try:
+        errors = sorted(validator.iter_errors(merged or {}), key=lambda e: [str(p) for p in e.absolute_path])
+    except referencing.exceptions.Unresolvable as e:
+        return findings + [Finding("values/schema", Severity.ERROR, f"values.schema.json: {confine.ref_problem(e)}",
+                                   rel_schema, None, None, req.app)], False
+    for err in errors:
         if unknown_reported and err.validator == "additionalProperties":
             continue  # already said, with a line and a "did you mean"
         path = tuple(err.absolute_path)

@@ -116,8 +116,44 @@ def _expanded_size(node: Node) -> int:
     return size(node, 0)
 
 
+class _GoConstructor(SafeConstructor):
+    """Python objects as Kubernetes, Helm and Argo CD see the same YAML (sigs.k8s.io/yaml turns
+    YAML into JSON): mapping keys are strings (``1: x`` -> ``"1"``, a date key -> its text),
+    timestamps stay the text they were written as, ``!!binary`` is its decoded text. So every
+    document we build is JSON-serialisable and no stage meets a date, bytes or a non-string key."""
+
+    def construct_yaml_timestamp(self, node):  # type: ignore[override]
+        return self.construct_scalar(node)
+
+    def construct_yaml_binary(self, node):  # type: ignore[override]
+        return super().construct_yaml_binary(node).decode("utf-8", "replace")
+
+    def construct_yaml_set(self, node):  # type: ignore[override]
+        data: dict = {}  # a set is a mapping to nulls, as in Go
+        yield data
+        data.update(self.construct_mapping(node))
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        return {_key_text(k): v for k, v in super().construct_mapping(node, deep=deep).items()}
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+_GoConstructor.add_constructor("tag:yaml.org,2002:timestamp", _GoConstructor.construct_yaml_timestamp)
+_GoConstructor.add_constructor("tag:yaml.org,2002:binary", _GoConstructor.construct_yaml_binary)
+_GoConstructor.add_constructor("tag:yaml.org,2002:set", _GoConstructor.construct_yaml_set)
+
+
 def _construct(node: Node) -> Any:
-    return SafeConstructor().construct_document(node)
+    return _GoConstructor().construct_document(node)
 
 
 def load_all(text: str, *, first_line: int = 1) -> Iterator[Document]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..findings import Problem, Severity
-from ..model import Manifest
+from ..model import Manifest, dig, sequence
 from .base import Context, Rule
 
 CATEGORY = "argocd"
@@ -16,7 +16,7 @@ def _is_application(m: Manifest) -> bool:
 
 
 def check_history(m: Manifest, ctx: Context) -> Iterable[Problem]:
-    if _is_application(m) and (m.doc.get("spec") or {}).get("revisionHistoryLimit") == 0:
+    if _is_application(m) and m.spec.get("revisionHistoryLimit") == 0:
         yield Problem("revisionHistoryLimit: 0 keeps no history, so the UI has nothing to roll back to",
                       ("spec", "revisionHistoryLimit"))
 
@@ -24,10 +24,10 @@ def check_history(m: Manifest, ctx: Context) -> Iterable[Problem]:
 def check_ignore_missing(m: Manifest, ctx: Context) -> Iterable[Problem]:
     if not _is_application(m):
         return
-    spec = m.doc.get("spec") or {}
-    sources = spec.get("sources") or ([spec["source"]] if isinstance(spec.get("source"), dict) else [])
+    spec = m.spec
+    sources = sequence(spec.get("sources")) or ([spec["source"]] if isinstance(spec.get("source"), dict) else [])
     for i, src in enumerate(sources):
-        if isinstance(src, dict) and (src.get("helm") or {}).get("ignoreMissingValueFiles"):
+        if dig(src, "helm", "ignoreMissingValueFiles"):
             where = ("spec", "sources", i) if spec.get("sources") else ("spec", "source")
             yield Problem("ignoreMissingValueFiles: true turns a misspelt value file into a silent "
                           "deploy with the chart defaults", where + ("helm", "ignoreMissingValueFiles"))
@@ -58,6 +58,15 @@ RULES = [
          "and so does the validator: nothing outside the repo is read.",
          _APP % ("apps/web", ", helm: {valueFiles: [../../../etc/passwd]}"),
          _APP % ("apps/web", ", helm: {valueFiles: [../../clusters/dev/web.yaml]}")),
+    Rule("argocd/out-of-bounds-symlink", Severity.ERROR,
+         "a symlink leaving the repository where the validator or helm would read (a chart, a value "
+         "file, a plain-directory source, an Application file, cluster.yaml)",
+         "Argo CD refuses such a repository (`repository contains out-of-bounds symlinks`), and helm "
+         "follows symlinks: a chart template could read `~/.ssh/id_ed25519` and print it through "
+         "`fail` into CI logs. The validator checks before helm runs, does not render such an app, "
+         "and reads nothing outside the repository. Symlinks that stay inside are fine.",
+         "# apps/web/templates/key.yaml -> /home/me/.ssh/id_ed25519\n" + _APP % ("apps/web", ""),
+         "# apps/web/templates/common.yaml -> ../../common/templates/common.yaml\n" + _APP % ("apps/web", "")),
     Rule("argocd/external-source", Severity.WARNING,
          "an Application whose source is not this repository, so it cannot be rendered offline",
          "The validator renders only what is in the repository (the URLs are listed in "

@@ -52,7 +52,7 @@ def _describe_ports(ports: list[dict]) -> str:
 def check_probe_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
     for c in containers(m):
         ports = c.ports()
-        names = {p.get("name") for p in ports if p.get("name")}
+        names = {p["name"] for p in ports if isinstance(p.get("name"), str) and p["name"]}
         numbers = {port_number(p.get("containerPort")) for p in ports}
         for probe in PROBES:
             spec = c.spec.get(probe)
@@ -63,6 +63,8 @@ def check_probe_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
                 if not isinstance(h, dict) or h.get("port") in (None, ""):
                     continue
                 port = h["port"]
+                if not isinstance(port, (str, int)):
+                    continue  # the schema stage reports a port that is neither a name nor a number
                 number = port_number(port)
                 path = c.path + (probe, handler, "port")
                 if number is None and port not in names:

@@ -10,7 +10,7 @@ from collections.abc import Set
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import Manifest, containers, pod_labels, pod_template, port_number
+from ..model import Manifest, containers, pod_labels, pod_template, port_number, sequence
 from .base import Context, Rule, node_ports
 from .examples import example_deployment
 from .secrets import pod_refs, qualified
@@ -53,8 +53,8 @@ def check_service_selector(m: Manifest, ctx: Context) -> Iterable[Problem]:
     near = ""
     if pods:
         best = max(pods, key=lambda w: sum(1 for k, v in sel.items()
-                                           if str((pod_labels(w) or {}).get(k)) == str(v)))
-        labels = pod_labels(best) or {}
+                                           if str(pod_labels(w).get(k)) == str(v)))
+        labels = pod_labels(best)
         differ = {k: labels.get(k, "<unset>") for k, v in sel.items() if str(labels.get(k)) != str(v)}
         near = f" (closest: {best.kind} {best.name} with {_labels_text(differ)})"
     yield Problem(f"Service {qualified(ns, m.name)} selects {_labels_text(sel)}, but no pod template "
@@ -66,7 +66,7 @@ def check_target_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
     if m.kind != "Service" or not _selector(m):
         return
     workloads = _selected(m, ctx)
-    for i, port in enumerate(_spec(m).get("ports") or []):
+    for i, port in enumerate(sequence(_spec(m).get("ports"))):
         if not isinstance(port, dict):
             continue
         target = port.get("targetPort", port.get("port"))
@@ -174,7 +174,7 @@ def service_of_host(host: str, own_namespace: str | None, namespaces: Set[str]) 
 def _service_ports(service: Manifest) -> set[int]:
     ports = set()
     headless = _spec(service).get("clusterIP") == "None"
-    for p in _spec(service).get("ports") or []:
+    for p in sequence(_spec(service).get("ports")):
         if isinstance(p, dict):
             for field in ("port", "targetPort") if headless else ("port",):
                 n = port_number(p.get(field))
@@ -204,19 +204,44 @@ def _check_urls(text: str, where: str, m: Manifest, ctx: Context, path: tuple) -
                           "fix the port", path)
 
 
-def check_in_cluster_url(m: Manifest, ctx: Context) -> Iterable[Problem]:
+def _url_texts(m: Manifest) -> Iterator[tuple[str, str, tuple]]:
+    """(text, what it is, path) of every ConfigMap value and container env value holding a URL."""
     if m.kind == "ConfigMap":
         data = m.doc.get("data")
         for key, value in (data.items() if isinstance(data, dict) else ()):
             if isinstance(value, str) and "://" in value:
-                yield from _check_urls(value, f"ConfigMap {qualified(m.namespace, m.name)} {key}",
-                                       m, ctx, ("data", key))
+                yield value, f"ConfigMap {qualified(m.namespace, m.name)} {key}", ("data", key)
     for c in containers(m):
-        for i, env in enumerate(c.spec.get("env") or []):
+        for i, env in enumerate(sequence(c.spec.get("env"))):
             if isinstance(env, dict) and isinstance(env.get("value"), str) and "://" in env["value"]:
-                yield from _check_urls(env["value"], f"{m.kind} {qualified(m.namespace, m.name)} "
-                                       f"{c.label} env {env.get('name')}", m, ctx,
-                                       c.path + ("env", i, "value"))
+                yield (env["value"], f"{m.kind} {qualified(m.namespace, m.name)} {c.label} env {env.get('name')}",
+                       c.path + ("env", i, "value"))
+
+
+def references(m: Manifest, namespaces: set[str]) -> Iterator[tuple[str, str | None, str]]:
+    """(kind, namespace, name) of every object ``m`` names: Services its in-cluster URLs point at,
+    Secrets and ConfigMaps its pods read. (A Service's selector names pods by label: see ``selected``.)"""
+    for text, _, _ in _url_texts(m):
+        for match in _URL.finditer(text):
+            target = service_of_host(match.group(1), m.namespace, namespaces)
+            if target is not None:
+                yield "Service", target[0], target[1]
+    for kind in ("Secret", "ConfigMap"):
+        for ref in pod_refs(m, kind):
+            if not ref.optional:
+                yield kind, m.namespace, ref.name
+
+
+def selected(service: Manifest, ctx: Context) -> list[Manifest] | None:
+    """The workloads a Service's selector matches; None when it has no selector."""
+    if service.kind != "Service" or not _selector(service) or _spec(service).get("type") == "ExternalName":
+        return None
+    return _selected(service, ctx)
+
+
+def check_in_cluster_url(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    for text, where, path in _url_texts(m):
+        yield from _check_urls(text, where, m, ctx, path)
 
 
 # --- examples -------------------------------------------------------------------------------

@@ -75,4 +75,11 @@ RULES = [
          "else (a values file passed by mistake, a stray list) fails the sync.",
          "replicas: 2\nimage: web:1.0\n",
          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n"),
+    Rule("schema/malformed", Severity.ERROR,
+         "an object (or Argo CD object) a rule or stage could not read: a field of the wrong type or shape",
+         "`spec: \"oops\"` or `containers: 5` is refused by the API server; the validator says so for "
+         "the object and the rule that met it, instead of crashing or skipping the object silently. "
+         "The other rules go on with what they can read.",
+         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: oops\n",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n"),
 ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import Manifest, containers, pod_template
+from ..model import Manifest, containers, dig, pod_template, sequence
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -72,20 +72,20 @@ def pod_refs(m: Manifest, target: str) -> Iterator[PodRef]:
     projected = "secret" if secret else "configMap"
 
     for c in containers(m):
-        for i, env in enumerate(c.spec.get("env") or []):
-            ref = ((env or {}).get("valueFrom") or {}).get(key_ref) if isinstance(env, dict) else None
+        for i, env in enumerate(sequence(c.spec.get("env"))):
+            ref = dig(env, "valueFrom", key_ref)
             if isinstance(ref, dict) and ref.get("name"):
                 path = c.path + ("env", i, "valueFrom", key_ref)
                 keys = ((str(ref["key"]), path + ("key",)),) if ref.get("key") not in (None, "") else ()
                 yield PodRef(str(ref["name"]), ref.get("optional") is True, path + ("name",),
                              f"{c.label} env {env.get('name')}", keys)
-        for i, env_from in enumerate(c.spec.get("envFrom") or []):
+        for i, env_from in enumerate(sequence(c.spec.get("envFrom"))):
             ref = env_from.get(from_ref) if isinstance(env_from, dict) else None
             if isinstance(ref, dict) and ref.get("name"):
                 yield PodRef(str(ref["name"]), ref.get("optional") is True,
                              c.path + ("envFrom", i, from_ref, "name"), f"{c.label} envFrom")
 
-    for i, vol in enumerate(pod.get("volumes") or []):
+    for i, vol in enumerate(sequence(pod.get("volumes"))):
         if not isinstance(vol, dict):
             continue
         vpath = base + ("volumes", i)
@@ -94,8 +94,7 @@ def pod_refs(m: Manifest, target: str) -> Iterator[PodRef]:
             yield PodRef(str(src[name_field]), src.get("optional") is True,
                          vpath + (source, name_field), f"volume {vol.get('name')!r}",
                          _items(src.get("items"), vpath + (source,)))
-        sources = (vol.get("projected") or {}).get("sources") if isinstance(vol.get("projected"), dict) else None
-        for j, s in enumerate(sources or []):
+        for j, s in enumerate(sequence(dig(vol, "projected", "sources"))):
             src = s.get(projected) if isinstance(s, dict) else None
             if isinstance(src, dict) and src.get("name"):
                 spath = vpath + ("projected", "sources", j, projected)
@@ -103,7 +102,7 @@ def pod_refs(m: Manifest, target: str) -> Iterator[PodRef]:
                              f"projected volume {vol.get('name')!r}", _items(src.get("items"), spath))
 
     if secret:
-        for i, ips in enumerate(pod.get("imagePullSecrets") or []):
+        for i, ips in enumerate(sequence(pod.get("imagePullSecrets"))):
             if isinstance(ips, dict) and ips.get("name"):
                 yield PodRef(str(ips["name"]), False, base + ("imagePullSecrets", i, "name"),
                              "imagePullSecrets")
@@ -195,7 +194,7 @@ def check_data_in_git(m: Manifest, ctx: Context) -> Iterable[Problem]:
 
 def check_literal_value(m: Manifest, ctx: Context) -> Iterable[Problem]:
     for c in containers(m):
-        for i, env in enumerate(c.spec.get("env") or []):
+        for i, env in enumerate(sequence(c.spec.get("env"))):
             if isinstance(env, dict) and looks_secret(str(env.get("name", "")), env.get("value")):
                 yield Problem(f"{c.label} env {env.get('name')} has a literal value that looks like a "
                               "secret; read it from a Secret (valueFrom.secretKeyRef) created outside git",

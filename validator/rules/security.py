@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import Container, Manifest, containers, pod_template
+from ..model import Container, Manifest, containers, pod_template, sequence
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -126,7 +126,7 @@ def check_host_namespaces(m: Manifest, ctx: Context) -> Iterable[Problem]:
             yield Problem(f"{m.kind} {m.name} shares the node's namespace ({field}: true); remove it",
                           base + (field,))
     for c in containers(m):
-        for i, p in enumerate(c.spec.get("ports") or []):
+        for i, p in enumerate(sequence(c.spec.get("ports"))):
             if isinstance(p, dict) and p.get("hostPort") not in (None, 0):
                 yield Problem(f"{c.label} binds hostPort {p['hostPort']} on the node; remove hostPort "
                               "and expose the port through a Service", c.path + ("ports", i, "hostPort"))
