@@ -352,7 +352,8 @@ def main() -> int:
                               ("manifests_before", lambda s=s: s.manifests(code=code))]
                 for key, step in steps:
                     row.setdefault(key, []).append(step())
-                    print(f"bench: round {r + 1} N={s.apps}x{s.clusters} {key}: {row[key][-1][0]:.2f} s",
+                    print(f"bench: round {r + 1} N={s.apps}x{s.clusters} {key}: {row[key][-1][0]:.2f} s "
+                          f"{row[key][-1][1] / 1024:.0f} MB",
                           file=sys.stderr, flush=True)
         start = startup(max(5, args.rounds * 5))
 

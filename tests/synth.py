@@ -150,7 +150,7 @@ def _values(chart: str, i: int, defects: bool, apps: int) -> str:
     text = (ROOT / f"clusters/minikube/values/{chart}.yaml").read_text()
     if chart == "todo-frontend":
         port = "8002" if defects and i % 10 == 3 else "8001"
-        text = text.replace("http://todo-backend:8001", f"http://backend{i - 1}:{port}")
+        text = text.replace("http://todo-backend:8001", f"http://backend{i - 1}-todo-backend:{port}")
         node_port = 30000 + (i - 2 * (defects and i % 14 == 5)) % 2700   # a clash with frontend i - 2
         text = text.replace("nodePort: 30000", f"nodePort: {node_port}")
     return text

@@ -38,3 +38,38 @@ def test_bench_quick_mode_prints_a_table():
     table = [line for line in p.stdout.splitlines() if line.startswith("|")]
     assert len(table) >= 3, p.stdout       # header, rule, at least one row
     assert "kubeconform alone" in table[0] and "floor" in table[0]
+
+
+def test_a_path_scoped_run_checks_only_the_values_of_apps_in_scope(tmp_path, monkeypatch):
+    """Pre-commit on one values file: the other apps are rendered (from the cache) for cross-app
+    references, but their values are not checked again; a whole-repo run still checks them all."""
+    from validator import config as config_mod, pipeline, schema
+    from validator.rules import REGISTRY
+    import synth
+
+    repo = synth.make_repo(tmp_path / "repo", 4, defects=False)
+    bad = repo / "clusters/minikube/values/backend2.yaml"
+    bad.write_text(bad.read_text().replace("replicaCount: 2", "replicaCount: two"))   # a values/schema error
+    checked: list[str] = []
+    real = schema.check_values
+
+    def spy(repo_dir, req):
+        checked.append(req.app)
+        return real(repo_dir, req)
+
+    monkeypatch.setattr(schema, "check_values", spy)
+    for k, v in tool_env().items():
+        monkeypatch.setenv(k, v)
+    cfg = config_mod.load(repo / ".gitops-validator.yaml", set(REGISTRY))
+
+    def run(*paths: str) -> list:
+        checked.clear()
+        opts = pipeline.Options(repo=repo, config=cfg, paths=list(paths), cache_dir=tmp_path / "cache")
+        return pipeline.run(opts).findings
+
+    whole = run()
+    assert sorted(checked) == ["backend0", "backend2", "frontend1", "frontend3", "root-minikube"]
+    assert [f.app for f in whole if f.rule == "values/schema"] == ["backend2"]
+    scoped = run("clusters/minikube/values/frontend1.yaml")
+    assert checked == ["frontend1"]
+    assert not [f for f in scoped if f.severity.value == "error"], scoped

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -193,22 +194,25 @@ def test_findings_identical_to_the_code_before_the_indexes(tmp_path: Path):
 
 # --- linear growth -----------------------------------------------------------------------------
 
-def _evaluate_seconds(objs: list[Manifest], cf: ClusterFacts, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        ctx = Context(tuple(objs), cf, ("docker.io/library/",))   # fresh: the indexes are built in the timing
-        start = time.perf_counter()
-        policy.evaluate(objs, ctx)
-        best = min(best, time.perf_counter() - start)
-    return best
+def _evaluate_seconds(objs: list[Manifest], cf: ClusterFacts) -> float:
+    ctx = Context(tuple(objs), cf, ("docker.io/library/",))   # fresh: the indexes are built in the timing
+    start = time.perf_counter()
+    policy.evaluate(objs, ctx)
+    return time.perf_counter() - start
 
 
 def test_policy_evaluation_grows_linearly():
     small_units, large_units = 380, 3800     # about 2,000 and 20,000 objects
     small, large = load_data(synth.manifest_stream(small_units)), load_data(synth.manifest_stream(large_units))
     assert 1900 < len(small) < 2200 and 19000 < len(large) < 22000, (len(small), len(large))
-    t_small = _evaluate_seconds(small, facts(small_units), 3)
-    t_large = _evaluate_seconds(large, facts(large_units), 2)
+    # interleaved, medians: a load that changes during the test hits both sizes alike (the fastest
+    # run would favour the short one, which slips more easily between other processes' bursts)
+    t_small, t_large = [], []
+    for _ in range(2):
+        t_small.append(_evaluate_seconds(small, facts(small_units)))
+        t_large.append(_evaluate_seconds(large, facts(large_units)))
+        t_small.append(_evaluate_seconds(small, facts(small_units)))
+    t_small, t_large = statistics.median(t_small), statistics.median(t_large)
     ratio = t_large / t_small
-    # 10x the objects; a quadratic scan would be about 100x
-    assert ratio < 15, f"{len(small)} objects: {t_small:.2f} s, {len(large)}: {t_large:.2f} s, ratio {ratio:.1f}"
+    # 10x the objects: linear is about 10x, the scans this replaced were about 100x (2.3 as exponent)
+    assert ratio < 20, f"{len(small)} objects: {t_small:.2f} s, {len(large)}: {t_large:.2f} s, ratio {ratio:.1f}"

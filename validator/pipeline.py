@@ -249,8 +249,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                 a.findings += prep.findings
                 a.paths |= prep.paths
                 a.manifests += prep.manifests
+                # An app outside a path-scoped run is loaded only for cross-app references: its
+                # values findings would be dropped, so they are not computed (helm still checks them).
+                in_scope = _Scope.of(opts, {key: a}, disc).keeps(a.manifest.name, None)
                 for req in prep.requests:
-                    vf, ok = schema.check_values(repo, req)
+                    vf, ok = schema.check_values(repo, req) if in_scope else ([], True)
                     a.findings += vf
                     if ok:
                         jobs.append((a, req))
