@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__, config as config_mod, pipeline, report
 from .findings import Severity
 from .rules import REGISTRY
+from .rules.capacity import format_table
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kubernetes-version", metavar="X.Y", help="override the cluster's Kubernetes version")
     p.add_argument("--schema-dir", type=Path, help="offline schemas (default: .tools/schemas at the repo root)")
     p.add_argument("--no-cache", action="store_true", help="render every app, ignoring the render cache")
+    p.add_argument("--capacity", action="store_true",
+                   help="also print each cluster's capacity budget: who requests what, against cluster.yaml's capacity "
+                        "(text: a table before the findings; json: a \"capacity\" key)")
     p.add_argument("-v", "--verbose", action="store_true", help="say how many apps were rendered and read from cache")
     p.add_argument("--list-rules", action="store_true", help="list the rules with their default severity and exit")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -106,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANNOT_RUN
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)
     colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    report.FORMATS[args.format](result.findings, summary, sys.stdout, colour)
+    if args.capacity and args.format == "json":
+        report.as_json(result.findings, summary, sys.stdout, extra={"capacity": [b.as_dict() for b in result.budgets]})
+    else:
+        if args.capacity:  # text: the tables first; other formats keep stdout machine-readable
+            for b in result.budgets:
+                print(format_table(b), file=sys.stdout if args.format == "text" else err)
+        report.FORMATS[args.format](result.findings, summary, sys.stdout, colour)
     if args.verbose:
         print(f"gitops-validate: {result.helm_runs} helm render(s), {result.cache_hits} from cache", file=err)
     return EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in result.findings) else EXIT_OK

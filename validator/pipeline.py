@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, discover, policy, render, schema, schemastore
+from . import appsource, determinism, discover, policy, render, schema, schemastore
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
 from .rules import Context
+from .rules.capacity import Budget, budget
 from .yamlio import YamlProblem, decode, load_all, split_stream
 
 #: Changing one of these can change every result.
@@ -49,6 +50,7 @@ class Result:
     seconds: float
     helm_runs: int = 0
     cache_hits: int = 0
+    budgets: list[Budget] = field(default_factory=list)   # per cluster: who asks for what (capacity/)
 
 
 def find_tool(name: str, hint: str) -> str:
@@ -166,6 +168,7 @@ class _App:
     paths: set[str] = field(default_factory=set)
     manifests: list[Manifest] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    value_files: list[str] = field(default_factory=list)   # chart defaults first, as helm merges them
 
 
 def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Result:
@@ -225,10 +228,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                         jobs.append((a, req))
             if jobs and helm is None:
                 helm = find_tool("helm", HELM_HINT)
-            do_render = partial(render.render, repo, helm=helm, cache_dir=opts.cache_dir)
+            do_render = partial(determinism.render_checked, repo, helm=helm, cache_dir=opts.cache_dir)
             results = list(pool.map(do_render, [req for _, req in jobs]))
             pending = []
             for (a, req), r in zip(jobs, results, strict=True):
+                a.value_files += [posixpath.join(req.chart, "values.yaml"), *req.value_files]
                 a.findings += r.findings
                 a.manifests += r.manifests
                 cache_hits += r.cached
@@ -253,11 +257,30 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     by_cluster: dict[str | None, list[Manifest]] = {}
     for m in all_objects:
         by_cluster.setdefault(m.cluster, []).append(m)
+    budgets = []
     for cluster, objs in by_cluster.items():
-        ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
+        values = {a.manifest.name: _value_docs(repo, a.value_files) for a in apps.values() if a.cluster == cluster}
+        ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries,
+                      values=values)
         findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities)
+        # a sum over the whole cluster: reported when it points into what this run looks at
+        findings += [f for f in policy.evaluate_cluster(ctx, config.severities) if scope.keeps(f.app, f.file)]
+        b = budget(ctx)
+        if b is not None:
+            budgets.append(b)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
-    return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits)
+    return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits,
+                   budgets=sorted(budgets, key=lambda b: b.cluster))
+
+
+def _value_docs(repo: Path, files: list[str]) -> tuple:
+    """(file, first document) of each value file, for findings that point at a value's line."""
+    out = []
+    for rel in files:
+        docs, _ = discover.read_yaml(repo, rel) if (repo / rel).is_file() else ([], [])
+        if docs:
+            out.append((rel, docs[0]))
+    return tuple(out)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping
 
 from .findings import Finding, Severity
 from .model import Manifest
-from .rules import POLICY_RULES, Context, Rule
+from .rules import CLUSTER_RULES, POLICY_RULES, Context, Rule
 
 SKIP_ANNOTATION = "gitops-validate/skip"
 
@@ -65,4 +65,26 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 if rule.id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
                 out.append(Finding(rule.id, severity, msg, file, line, m.ref, m.app))
+    return out
+
+
+def evaluate_cluster(ctx: Context, severities: Mapping[str, Severity | None] | None = None,
+                     rules: Iterable[Rule] = CLUSTER_RULES) -> list[Finding]:
+    """Findings of the cluster-level ``rules`` (a sum over every object of ``ctx``). A finding
+    about an object can be skipped by that object's annotation, like any other."""
+    severities = severities or {}
+    out: list[Finding] = []
+    for rule in rules:
+        severity = severities.get(rule.id, rule.severity)
+        if severity is None:
+            continue
+        for problem in rule.cluster_check(ctx):  # type: ignore[misc]
+            m = problem.subject
+            if m is not None and rule.id in parse_skips(m)[0]:
+                continue
+            file, line = problem.file, problem.line
+            if file is None and m is not None:
+                file, line = locate(m, problem.path)
+            out.append(Finding(rule.id, severity, problem.message, file, line,
+                               m.ref if m is not None else None, m.app if m is not None else None))
     return out

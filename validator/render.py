@@ -130,6 +130,14 @@ def cache_key(repo: Path, req: RenderRequest, helm: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def cached_output(repo: Path, req: RenderRequest, helm: str, cache_dir: Path | None) -> str | None:
+    """The cached helm output of ``req``, if there is one (without running helm)."""
+    if not cache_dir:
+        return None
+    hit = cache_dir / f"{cache_key(repo, req, helm)}.yaml"
+    return hit.read_text(encoding="utf-8") if hit.is_file() else None
+
+
 @dataclass
 class Rendered:
     request: RenderRequest
