@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,6 +30,7 @@ from typing import Any, Iterator
 from . import render
 from .findings import Finding, Severity
 from .model import Manifest
+from .policy import template_line
 
 RULE = "argocd/non-deterministic-render"
 MAX_PATHS = 3  # differing fields named per object
@@ -86,7 +86,8 @@ def compare(repo: Path, req: render.RenderRequest, first: list[Manifest], text2:
             more = f" (and {len(paths) - MAX_PATHS} more fields)" if len(paths) > MAX_PATHS else ""
             msg = (f"{m.kind} {m.name} renders differently on every run ({shown}{more}): randomness or the time "
                    "in a template, so Argo CD never shows it Synced and self-heal rewrites it on every reconcile")
-            findings.append(Finding(RULE, Severity.ERROR, msg, m.file, _template_line(repo, m.file, paths[0][0]),
+            findings.append(Finding(RULE, Severity.ERROR, msg, m.file,
+                                    template_line(repo, m.file, paths[0][0], paths[0][1], any_key=True),
                                     m.ref, req.app))
         else:
             m = a.get(key) or b[key]
@@ -129,18 +130,3 @@ def _dotted(path: tuple) -> str:
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _template_line(repo: Path, file: str | None, path: tuple) -> int | None:
-    """The template line that writes the differing field: its key's first occurrence."""
-    keys = [p for p in path if isinstance(p, str)]
-    if not file or not keys:
-        return None
-    pattern = re.compile(r"^\s*(?:-\s*)?[\"']?" + re.escape(keys[-1]) + r"[\"']?\s*:")
-    try:
-        for n, line in enumerate((repo / file).read_text(encoding="utf-8").splitlines(), 1):
-            if pattern.match(line):
-                return n
-    except (OSError, UnicodeDecodeError):
-        pass
-    return None

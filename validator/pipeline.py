@@ -262,9 +262,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         values = {a.manifest.name: _value_docs(repo, a.value_files) for a in apps.values() if a.cluster == cluster}
         ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries,
                       values=values)
-        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities)
+        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities, repo=repo)
         # a sum over the whole cluster: reported when it points into what this run looks at
-        findings += [f for f in policy.evaluate_cluster(ctx, config.severities) if scope.keeps(f.app, f.file)]
+        findings += [f for f in policy.evaluate_cluster(ctx, config.severities, repo=repo) if scope.keeps(f.app, f.file)]
         b = budget(ctx)
         if b is not None:
             budgets.append(b)
