@@ -192,3 +192,18 @@ def test_json_capacity_key_only_when_asked():
     assert {row["name"]: (row["replicas"], row["surge"]) for row in b["rows"]} == {"todo-backend": (2, 1), "todo-frontend": (2, 1)}
     assert b["total"]["percentCpu"] == 22.5
     assert "capacity" not in run_cli("--repo", str(ROOT), "--format", "json").json
+
+
+def test_argo_cds_own_pods_count_like_any_other():
+    """Argo CD's install (the argocd namespace, rendered from argocd/kustomization.yaml, no app)."""
+    install = [Manifest(d, "argocd/kustomization.yaml") for d in yaml.safe_load_all(
+        deploy(1, name="argocd-server", cpu="250m", memory="256Mi").replace("metadata: {name: argocd-server}",
+                                                                              "metadata: {name: argocd-server, namespace: argocd}")
+        + "---\n" + deploy(1, name="argocd-application-controller", kind="StatefulSet", cpu="500m", memory="1Gi")
+        .replace("name: argocd-application-controller}", "name: argocd-application-controller, namespace: argocd}"))]
+    c = Context(tuple(load(deploy(2)) + install), facts())
+    b = budget(c)
+    assert {(r.workload.app, r.workload.name, r.pods) for r in b.rows} == {
+        ("web", "web", 3), (None, "argocd-server", 2), (None, "argocd-application-controller", 1)}
+    assert b.used("cpu") == pytest.approx(3 * 0.2 + 2 * 0.25 + 0.5)
+    assert "| - | StatefulSet argocd/argocd-application-controller | 1 | 0 | 500m | 1Gi |" in format_table(b)

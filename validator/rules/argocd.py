@@ -338,7 +338,7 @@ RULES = [
          "the children's `/spec/syncPolicy/automated` (`ignoreDifferences`, group argoproj.io, kind "
          "Application) and applies that on sync (`RespectIgnoreDifferences=true`), its next sync turns "
          "auto-sync back on and the child returns to the bad revision a few minutes after the rollback. "
-         f"The runbook: {RUNBOOK}.",
+         "The runbook: [docs/runbooks/rollback-ui.md](runbooks/rollback-ui.md#why-the-root-does-not-undo-the-pause).",
          _ROOT % ("", ""),
          _ROOT % (_IGNORE, "    syncOptions: [RespectIgnoreDifferences=true]\n"),
          check_rollback),
