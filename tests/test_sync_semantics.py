@@ -246,3 +246,15 @@ def test_compare_reports_objects_of_one_run_only_and_a_failing_second_run(tmp_pa
     assert all("rendered by one run and not by the next" in f.message for f in findings)
     (f,) = determinism.compare(tmp_path, _req(), first, None, "boom")
     assert "failed on a second run: boom" in f.message
+
+
+def test_applicationset_git_generator_with_a_misspelt_repo_url(tmp_path):
+    from validator.discover import expand_applicationset
+    from validator.yamlio import load_one
+    text = ("apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: s, namespace: argocd}\nspec:\n"
+            "  generators:\n    - git:\n        repoURL: https://github.com/todo-chatbot/todo-gtiops.git\n"
+            "        revision: main\n        directories: [{path: 'apps/*'}]\n  template: {}\n")
+    doc = load_one(text)
+    apps, findings = expand_applicationset(Manifest(doc.data, "set.yaml", doc.line, yaml=doc), tmp_path, CONFIG)
+    assert apps == [] and [(f.rule, f.line) for f in findings] == [("argocd/misspelt-repo-url", 7)]
+    assert "did you mean 'https://github.com/todo-chatbot/todo-gitops.git'" in findings[0].message

@@ -221,6 +221,12 @@ def expand_applicationset(appset: Manifest, repo: Path, config: Config) -> tuple
             for el in (gen["list"] or {}).get("elements") or []:
                 if isinstance(el, dict):
                     params_list.append({**el, "_go": el})
+        elif "git" in gen and misspelt_repo_url((gen["git"] or {}).get("repoURL"), config):
+            url = (gen["git"] or {}).get("repoURL")
+            findings.append(Finding("argocd/misspelt-repo-url", Severity.ERROR,
+                                    f"git generator repoURL {url!r} is not a repository Argo CD knows (did you mean "
+                                    f"{misspelt_repo_url(url, config)!r}?); the ApplicationSet generates nothing",
+                                    appset.file, appset.line_of(("spec", "generators", i, "git", "repoURL")), appset.ref))
         elif "git" in gen and is_local_repo((gen["git"] or {}).get("repoURL"), config) and (gen["git"] or {}).get("directories"):
             params_list += _git_directory_params(repo, gen["git"])
         else:
