@@ -68,12 +68,14 @@ def apply_edit(repo: Path, rel: str, old: str, new: str) -> None:
 def edited(tmp_path_factory):
     """Per edit: a copy of this repo with that one edit, and the full and path-scoped results."""
     from e2e.harness import copy_repo
+    env = tool_env()
+    env["GITOPS_VALIDATE_CACHE"] = str(tmp_path_factory.mktemp("cache"))  # unchanged apps render once for all
     out = {}
     for case_id, rel, old, new, *_ in EDITS:
         repo = tmp_path_factory.mktemp(case_id.replace("=", "-")) / "repo"
         copy_repo(repo)
         apply_edit(repo, rel, old, new)
-        out[case_id] = (repo, validate(repo), validate(repo, str(repo / rel)))
+        out[case_id] = (repo, validate(repo, env=env), validate(repo, str(repo / rel), env=env))
     return out
 
 
