@@ -207,3 +207,12 @@ def test_argo_cds_own_pods_count_like_any_other():
         ("web", "web", 3), (None, "argocd-server", 2), (None, "argocd-application-controller", 1)}
     assert b.used("cpu") == pytest.approx(3 * 0.2 + 2 * 0.25 + 0.5)
     assert "| - | StatefulSet argocd/argocd-application-controller | 1 | 0 | 500m | 1Gi |" in format_table(b)
+
+
+@pytest.mark.parametrize("spec", ["[]", "{replicas: many, strategy: [], template: {spec: {containers: {}}}}",
+                                  "{jobTemplate: text}", "{strategy: {rollingUpdate: {maxSurge: 'x%'}}, replicas: -3}"])
+@pytest.mark.parametrize("kind", ["Deployment", "DaemonSet", "CronJob", "HorizontalPodAutoscaler"])
+def test_malformed_workloads_are_no_traceback(kind, spec):
+    c = ctx(f"apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: w}}\nspec: {spec}\n")
+    findings(c)
+    format_table(budget(c))

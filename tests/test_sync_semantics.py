@@ -258,3 +258,22 @@ def test_applicationset_git_generator_with_a_misspelt_repo_url(tmp_path):
     apps, findings = expand_applicationset(Manifest(doc.data, "set.yaml", doc.line, yaml=doc), tmp_path, CONFIG)
     assert apps == [] and [(f.rule, f.line) for f in findings] == [("argocd/misspelt-repo-url", 7)]
     assert "did you mean 'https://github.com/todo-chatbot/todo-gitops.git'" in findings[0].message
+
+
+def test_ignoring_one_named_child_leaves_the_others_exposed():
+    named = [{**IGNORE[0], "name": "web"}]
+    parent = app({**AUTO, "syncOptions": RESPECT}, {"ignoreDifferences": named}, name="root")
+    ms = objs(yaml.safe_dump_all([parent, app(AUTO, name="web"), app(AUTO, name="api")]), rendered_by="root")
+    (msg,) = [f.message for f in evaluate(ms, Context(tuple(ms)), rules=[REGISTRY["argocd/rollback-undone"]])]
+    assert "(api)" in msg
+
+
+@pytest.mark.parametrize("rule_id", ["argocd/rollback-undone", "argocd/sync-option", "argocd/replace-misuse",
+                                     "argocd/sync-wave", "argocd/hook"])
+@pytest.mark.parametrize("spec", [[], "text", {"syncPolicy": []}, {"syncPolicy": {"syncOptions": {"a": 1}}},
+                                  {"ignoreDifferences": [{"group": "argoproj.io", "kind": "Application",
+                                                          "jsonPointers": [{"not": "a string"}]}]}])
+def test_malformed_applications_are_no_traceback(rule_id, spec):
+    parent = {**app(), "spec": spec}
+    ms = objs(yaml.safe_dump_all([parent, app(AUTO)]), rendered_by="web")
+    evaluate(ms, Context(tuple(ms)), rules=[REGISTRY[rule_id]])  # findings or not, never an exception

@@ -91,8 +91,10 @@ def pod_template(m: Manifest) -> tuple[dict, tuple] | None:
     if m.kind == "Pod":
         return spec, ("spec",)
     if m.kind == "CronJob":
-        tpl = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {})
-        pod = tpl.get("spec")
+        tpl: object = spec
+        for key in ("jobTemplate", "spec", "template"):  # any level may be malformed: no pod then
+            tpl = tpl.get(key) if isinstance(tpl, dict) else None
+        pod = tpl.get("spec") if isinstance(tpl, dict) else None
         return (pod, ("spec", "jobTemplate", "spec", "template", "spec")) if isinstance(pod, dict) else None
     pod = (spec.get("template") or {}).get("spec") if isinstance(spec.get("template"), dict) else None
     return (pod, ("spec", "template", "spec")) if isinstance(pod, dict) else None

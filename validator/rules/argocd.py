@@ -84,6 +84,20 @@ APP_ONLY_OPTIONS = frozenset({"CreateNamespace", "PrunePropagationPolicy", "Fail
 NEVER_FORCE = frozenset({"CustomResourceDefinition", "Namespace", "PersistentVolumeClaim", "PersistentVolume"})
 
 
+#: Every spelling Argo CD knows, for "did you mean".
+_SPELT = [f"{n}={v}" for n, vs in SYNC_OPTION_VALUES.items() for v in vs]
+
+
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _sync_options(m: Manifest) -> list | None:
+    """An Application's spec.syncPolicy.syncOptions when it is a list."""
+    options = _mapping(_mapping(m.doc.get("spec")).get("syncPolicy")).get("syncOptions")
+    return options if isinstance(options, list) else None
+
+
 def _csv(value: object) -> list[str]:
     return [p.strip() for p in str(value).split(",") if p.strip()] if isinstance(value, str) else []
 
@@ -119,9 +133,8 @@ def check_hooks(m: Manifest, ctx: Context) -> Iterable[Problem]:
 def _option_problems(options: list[str], app_level: bool) -> Iterable[tuple[int, str]]:
     for i, opt in enumerate(options):
         name, eq, value = opt.partition("=")
-        spelt = [f"{n}={v}" for n, vs in SYNC_OPTION_VALUES.items() for v in vs]
         if name not in SYNC_OPTION_VALUES or not eq or value not in SYNC_OPTION_VALUES[name]:
-            yield i, f"unknown sync option {opt!r}{_did_you_mean(opt, spelt)}; Argo CD compares exact strings and ignores it"
+            yield i, f"unknown sync option {opt!r}{_did_you_mean(opt, _SPELT)}; Argo CD compares exact strings and ignores it"
         elif not app_level and name in APP_ONLY_OPTIONS:
             yield i, f"sync option {opt!r} is read only from the Application's spec.syncPolicy.syncOptions; on an object it does nothing"
 
@@ -130,18 +143,16 @@ def check_sync_options(m: Manifest, ctx: Context) -> Iterable[Problem]:
     if SYNC_OPTIONS in m.annotations:
         for _, msg in _option_problems(_csv(m.annotations[SYNC_OPTIONS]), app_level=False):
             yield Problem(msg, ("metadata", "annotations", SYNC_OPTIONS))
-    if _is_application(m):
-        options = ((m.doc.get("spec") or {}).get("syncPolicy") or {}).get("syncOptions")
-        if isinstance(options, list):
-            for i, msg in _option_problems([str(o) for o in options], app_level=True):
-                yield Problem(msg, ("spec", "syncPolicy", "syncOptions", i))
+    options = _sync_options(m) if _is_application(m) else None
+    if options is not None:
+        for i, msg in _option_problems([str(o) for o in options], app_level=True):
+            yield Problem(msg, ("spec", "syncPolicy", "syncOptions", i))
 
 
 def check_replace(m: Manifest, ctx: Context) -> Iterable[Problem]:
     levels = [(_csv(m.annotations.get(SYNC_OPTIONS)), ("metadata", "annotations", SYNC_OPTIONS))]
     if _is_application(m):
-        opts = ((m.doc.get("spec") or {}).get("syncPolicy") or {}).get("syncOptions")
-        levels.append(([str(o) for o in opts] if isinstance(opts, list) else [], ("spec", "syncPolicy", "syncOptions")))
+        levels.append(([str(o) for o in _sync_options(m) or []], ("spec", "syncPolicy", "syncOptions")))
     for options, where in levels:
         if "Replace=true" in options and "ServerSideApply=true" in options:
             yield Problem("Replace=true and ServerSideApply=true together: Replace takes precedence and the "
@@ -152,12 +163,22 @@ def check_replace(m: Manifest, ctx: Context) -> Iterable[Problem]:
 
 
 def _automated(app: Manifest) -> bool:
-    auto = ((app.doc.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    auto = _mapping(_mapping(app.doc.get("spec")).get("syncPolicy")).get("automated")
     return isinstance(auto, dict) and auto.get("enabled", True) is not False
 
 
 _IGNORED_POINTERS = ("/spec/syncPolicy/automated", "/spec/syncPolicy", "/spec")
 _IGNORED_JQ = (".spec.syncPolicy.automated", ".spec.syncPolicy", ".spec")
+
+
+def _ignores_automated(entry: object, child: str) -> bool:
+    """An ignoreDifferences entry that keeps ``child``'s /spec/syncPolicy/automated out of the diff."""
+    d = _mapping(entry)
+    if d.get("group") != "argoproj.io" or d.get("kind") != "Application" or d.get("name") not in (None, "", child):
+        return False
+    pointers = [p for p in d.get("jsonPointers") or [] if isinstance(p, str)] if isinstance(d.get("jsonPointers"), list) else []
+    jq = [p for p in d.get("jqPathExpressions") or [] if isinstance(p, str)] if isinstance(d.get("jqPathExpressions"), list) else []
+    return bool(set(pointers) & set(_IGNORED_POINTERS) or set(jq) & set(_IGNORED_JQ))
 
 
 def check_rollback(m: Manifest, ctx: Context) -> Iterable[Problem]:
@@ -167,19 +188,17 @@ def check_rollback(m: Manifest, ctx: Context) -> Iterable[Problem]:
     children = sorted(c.name for c in ctx.rendered_by(m.name, "Application") if _is_application(c) and _automated(c))
     if not children:
         return
-    spec = m.doc.get("spec") or {}
+    spec = _mapping(m.doc.get("spec"))
     names = ", ".join(children)
-    ignored = any(isinstance(d, dict) and d.get("group") == "argoproj.io" and d.get("kind") == "Application"
-                  and (set(d.get("jsonPointers") or ()) & set(_IGNORED_POINTERS)
-                       or set(d.get("jqPathExpressions") or ()) & set(_IGNORED_JQ))
-                  for d in spec.get("ignoreDifferences") or [])
-    if not ignored:
-        yield Problem(f"its child Applications ({names}) sync automatically, but it does not ignore their "
+    entries = spec.get("ignoreDifferences") if isinstance(spec.get("ignoreDifferences"), list) else []
+    exposed = [c for c in children if not any(_ignores_automated(e, c) for e in entries)]
+    if exposed:
+        yield Problem(f"its child Applications ({', '.join(exposed)}) sync automatically, but it does not ignore their "
                       "/spec/syncPolicy/automated (ignoreDifferences, group argoproj.io, kind Application): "
                       f"a UI rollback is undone at its next sync ({RUNBOOK})",
                       ("spec", "ignoreDifferences") if "ignoreDifferences" in spec else ("spec",))
-    options = (spec.get("syncPolicy") or {}).get("syncOptions")
-    if "RespectIgnoreDifferences=true" not in (options if isinstance(options, list) else []):
+    options = _sync_options(m)
+    if "RespectIgnoreDifferences=true" not in (options or []):
         yield Problem(f"its child Applications ({names}) sync automatically, but without the sync option "
                       "RespectIgnoreDifferences=true its ignoreDifferences only hide the diff: every sync "
                       f"re-applies the children's automated sync and undoes a UI rollback ({RUNBOOK})",

@@ -95,6 +95,10 @@ class Budget:
 
 # --- what one workload asks for ---------------------------------------------------------------
 
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _int(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
@@ -114,9 +118,8 @@ def _pod_request(m: Manifest) -> tuple[dict[str, float], dict[str, tuple]]:
     paths: dict[str, tuple] = {}
     biggest: dict[str, float] = {r: -1.0 for r in RESOURCES}
     for c in containers(m):
-        res = c.spec.get("resources") if isinstance(c.spec.get("resources"), dict) else {}
-        req = res.get("requests") if isinstance(res.get("requests"), dict) else {}
-        lim = res.get("limits") if isinstance(res.get("limits"), dict) else {}
+        res = _mapping(c.spec.get("resources"))
+        req, lim = _mapping(res.get("requests")), _mapping(res.get("limits"))
         for r in RESOURCES:
             section, raw = ("requests", req.get(r)) if req.get(r) is not None else ("limits", lim.get(r))
             value = parse_quantity(raw) if raw is not None else None
@@ -133,20 +136,20 @@ def _pod_request(m: Manifest) -> tuple[dict[str, float], dict[str, tuple]]:
 
 
 def _surge(m: Manifest, replicas: int) -> int:
-    spec = m.doc.get("spec") or {}
+    spec = _mapping(m.doc.get("spec"))
     if m.kind == "Deployment":
-        strategy = spec.get("strategy") if isinstance(spec.get("strategy"), dict) else {}
+        strategy = _mapping(spec.get("strategy"))
         if strategy.get("type") == "Recreate":
             return 0
         default = "25%"
     elif m.kind == "DaemonSet":
-        strategy = spec.get("updateStrategy") if isinstance(spec.get("updateStrategy"), dict) else {}
+        strategy = _mapping(spec.get("updateStrategy"))
         if strategy.get("type") == "OnDelete":
             return 0
         default = 0
     else:
         return 0
-    rolling = strategy.get("rollingUpdate") if isinstance(strategy.get("rollingUpdate"), dict) else {}
+    rolling = _mapping(strategy.get("rollingUpdate"))
     surge = rolling.get("maxSurge", default)
     if isinstance(surge, str) and surge.endswith("%") and surge[:-1].isdigit():
         return math.ceil(replicas * int(surge[:-1]) / 100)  # Kubernetes rounds a surge up
@@ -159,14 +162,14 @@ def workload_rows(ctx: Context, nodes: int) -> list[Row]:
     workloads: list[Manifest] = []
     for m in ctx.objects:
         if m.kind == "HorizontalPodAutoscaler":
-            spec = m.doc.get("spec") or {}
-            target = spec.get("scaleTargetRef") if isinstance(spec.get("scaleTargetRef"), dict) else {}
+            spec = _mapping(m.doc.get("spec"))
+            target = _mapping(spec.get("scaleTargetRef"))
             scaled[(m.namespace, target.get("kind"), target.get("name"))] = _int(spec.get("maxReplicas"), 1)
         elif m.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod") and _counted(m):
             workloads.append(m)
     rows = []
     for m in workloads:
-        spec = m.doc.get("spec") if isinstance(m.doc.get("spec"), dict) else {}
+        spec = _mapping(m.doc.get("spec"))
         replica_path: tuple = ("spec", "replicas")
         if m.kind in _REPLICATED:
             hpa = scaled.get((m.namespace, m.kind, m.name))
@@ -176,8 +179,7 @@ def workload_rows(ctx: Context, nodes: int) -> list[Row]:
         elif m.kind == "Job":
             replicas, replica_path = _int(spec.get("parallelism"), 1), ("spec", "parallelism")
         elif m.kind == "CronJob":
-            job = ((spec.get("jobTemplate") or {}).get("spec") or {})
-            replicas = _int(job.get("parallelism") if isinstance(job, dict) else None, 1)
+            replicas = _int(_mapping(_mapping(spec.get("jobTemplate")).get("spec")).get("parallelism"), 1)
             replica_path = ("spec", "jobTemplate", "spec", "parallelism")
         else:
             replicas = 1
