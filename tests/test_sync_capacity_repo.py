@@ -153,3 +153,33 @@ def test_precommit_hook_refuses_a_staged_sync_option_typo(repo_copy):
                        timeout=900)
     out = p.stdout + p.stderr
     assert p.returncode != 0 and "argocd/sync-option" in out and "did you mean 'CreateNamespace=true'" in out, out
+
+
+def test_applications_an_applicationset_generates_are_checked(repo_copy):
+    (repo_copy / "clusters/minikube/extra.yaml").write_text("""\
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata: {name: extra, namespace: argocd}
+spec:
+  generators:
+    - list:
+        elements:
+          - {name: extra-backend}
+  template:
+    metadata: {name: '{{name}}'}
+    spec:
+      project: todo
+      source:
+        repoURL: https://github.com/todo-chatbot/todo-gitops.git
+        targetRevision: main
+        path: apps/todo-backend
+        helm: {valueFiles: [../../clusters/minikube/values/todo-backend.yaml]}
+      destination: {server: https://kubernetes.default.svc, namespace: extra}
+      syncPolicy:
+        syncOptions: [CreateNamespace=True]
+""")
+    r = validate(repo_copy)
+    assert r.code == 1
+    hits = [f for f in r.json["findings"] if f["rule"] == "argocd/sync-option"]
+    assert hits and hits[0]["file"] == "clusters/minikube/extra.yaml" and hits[0]["object"]["name"] == "extra-backend"
+    assert "did you mean 'CreateNamespace=true'" in hits[0]["message"]

@@ -187,6 +187,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     revision = _revision(repo)
 
     top: list[Manifest] = []
+    generated_apps: list[Manifest] = []   # what ApplicationSets create: checked like Applications in files
     for m in disc.argo:
         m.cluster = _guess_cluster(m, disc.clusters) if m.kind != "AppProject" else discover.cluster_of([m.file or ""], disc.clusters)
         if m.kind == "Application":
@@ -197,6 +198,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
             for g in generated:
                 g.cluster = _guess_cluster(g, disc.clusters) or m.cluster
             top += generated
+            generated_apps += generated
 
     helm: str | None = None
     apps: dict[tuple, _App] = {}
@@ -242,7 +244,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                         pending.append(_App(child, a.cluster, tuple(req.value_files)))
 
     scope = _Scope.of(opts, apps, disc)
-    file_objects = [m for m in disc.argo if m.file]
+    file_objects = [m for m in disc.argo if m.file] + generated_apps
     all_objects = file_objects + [m for a in apps.values() for m in a.manifests]
     checked = [m for m in all_objects if scope.keeps(m.app, m.file)]
     for a in apps.values():
