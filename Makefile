@@ -12,8 +12,8 @@ help: ## list the targets
 setup: ## install the venv, pinned helm/kubeconform and offline schemas (idempotent)
 	@scripts/setup.sh
 
-validate: setup ## validate this repository with gitops-validate
-	gitops-validate
+validate: setup ## validate this repository with gitops-validate (ARGS=--capacity adds the capacity budget)
+	gitops-validate $(ARGS)
 
 test: setup ## run every test (helm, kubeconform, git and pre-commit for real)
 	pytest $(PYTEST_ARGS)

@@ -56,6 +56,10 @@ EXAMPLE_REGISTRIES = ("ghcr.io",)
 
 
 def example_context(manifests: list[Manifest]) -> Context:
+    # An example that starts with an Application (an app-of-apps) lists what it renders after it.
+    if manifests and manifests[0].kind == "Application":
+        for m in manifests[1:]:
+            m.app = manifests[0].name
     return Context(objects=tuple(manifests), facts=ClusterFacts(name="t"),
                    allowed_registries=EXAMPLE_REGISTRIES)
 

@@ -11,7 +11,7 @@ import yaml
 
 from . import confine
 from .config import Config
-from .discover import is_local_repo, manifests_from_file
+from .discover import is_local_repo, manifests_from_file, misspelt_repo_url
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest, mapping, sequence
 from .render import RenderRequest, build_env, envsubst, inside
@@ -94,6 +94,11 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
     for where, src in sources:
         if src.get("ref") and not src.get("path"):
             continue  # a values-only source, read through $ref
+        typo = misspelt_repo_url(src.get("repoURL"), config)
+        if typo:
+            finding("argocd/misspelt-repo-url", f"source repoURL {src.get('repoURL')!r} is not a repository "
+                    f"Argo CD knows (did you mean {typo!r}?); nothing of this app would sync", where + ("repoURL",))
+            continue
         if not is_local_repo(src.get("repoURL"), config) or src.get("chart"):
             finding("argocd/external-source",
                     f"source {src.get('repoURL')!r} is not this repository (repoURLs in the config); not rendered",
@@ -146,6 +151,12 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
             ref = refs.get(name)
             if ref is None:
                 finding("argocd/missing-value-file", f"value file {vf!r} names no source with ref {name!r}", vf_where)
+                ok = False
+                continue
+            typo = misspelt_repo_url(ref.get("repoURL"), config)
+            if typo:
+                finding("argocd/misspelt-repo-url", f"the source with ref {name!r} has repoURL "
+                        f"{ref.get('repoURL')!r} (did you mean {typo!r}?)", vf_where)
                 ok = False
                 continue
             if not is_local_repo(ref.get("repoURL"), config):

@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop with exit 2 when the run takes longer (default: limits.deadlineSeconds, 600)")
     p.add_argument("--render-timeout", type=_seconds, metavar="SECONDS",
                    help="stop with exit 2 when one helm template takes longer (default: limits.renderTimeoutSeconds, 90)")
+    p.add_argument("--capacity", action="store_true",
+                   help="also print each cluster's capacity budget: who requests what, against cluster.yaml's capacity "
+                        "(text: a table before the findings; json: a \"capacity\" key)")
     p.add_argument("-v", "--verbose", action="store_true", help="say how many apps were rendered and read from cache")
     p.add_argument("--list-rules", action="store_true", help="list the rules with their default severity and exit")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -98,6 +101,7 @@ def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     from . import confine, pipeline, rendercache
     from .rules import REGISTRY
+    from .rules.capacity import format_table
     from .schemastore import normalize_version
     if args.list_rules:
         for rule in REGISTRY.values():
@@ -140,7 +144,13 @@ def _main(argv: list[str] | None) -> int:
     result = pipeline.run(opts)
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)
     colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    report.FORMATS[args.format](result.findings, summary, sys.stdout, colour)
+    if args.capacity and args.format == "json":
+        report.as_json(result.findings, summary, sys.stdout, extra={"capacity": [b.as_dict() for b in result.budgets]})
+    else:
+        if args.capacity:  # text: the tables first; other formats keep stdout machine-readable
+            for b in result.budgets:
+                print(format_table(b), file=sys.stdout if args.format == "text" else err)
+        report.FORMATS[args.format](result.findings, summary, sys.stdout, colour)
     if args.verbose:
         print(f"gitops-validate: {result.helm_runs} helm render(s), {result.cache_hits} from cache", file=err)
     return EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in result.findings) else EXIT_OK

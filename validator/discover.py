@@ -121,6 +121,7 @@ def load_clusters(repo: Path, config: Config) -> tuple[dict[str, ClusterFacts], 
             data = docs[0].data if docs and isinstance(docs[0].data, dict) else {}
             cf.kubernetes_version = str(data["kubernetesVersion"]) if data.get("kubernetesVersion") else None
             cf.capacity = mapping(data.get("capacity"))
+            cf.capacity_lines = {str(k): docs[0].line_of(("capacity", k)) for k in cf.capacity}
             _add_secrets(cf, data.get("externalSecrets"))
         if name in config.clusters:
             _add_secrets(cf, config.clusters[name].external_secrets)
@@ -150,6 +151,36 @@ def is_local_repo(url: str | None, config: Config) -> bool:
     if not config.repo_urls:
         return True  # nothing declared: every Git source is taken to be this repository
     return normalize_url(url) in {normalize_url(u) for u in config.repo_urls}
+
+
+def _edits(a: str, b: str, most: int) -> int:
+    """Levenshtein distance of ``a`` and ``b``, or ``most + 1`` once it is known to exceed ``most``."""
+    if abs(len(a) - len(b)) > most:
+        return most + 1
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        if min(cur) > most:
+            return most + 1
+        prev = cur
+    return prev[-1]
+
+
+#: A repoURL this close to a declared one (after normalisation) is this repository misspelt.
+TYPO_EDITS = 3
+
+
+def misspelt_repo_url(url: str | None, config: Config) -> str | None:
+    """The declared repoURL that ``url`` misspells, if it is not one but within a few edits of one."""
+    if not url or is_local_repo(url, config):
+        return None
+    norm = normalize_url(url)[:500]  # bounded work on absurd input
+    for declared in config.repo_urls:
+        if _edits(norm, normalize_url(declared), TYPO_EDITS) <= TYPO_EDITS:
+            return declared
+    return None
 
 
 # --- ApplicationSets ------------------------------------------------------------------------
@@ -211,6 +242,12 @@ def expand_applicationset(appset: Manifest, repo: Path, config: Config) -> tuple
             for el in sequence(dig(gen, "list", "elements")):
                 if isinstance(el, dict):
                     params_list.append({**el, "_go": el})
+        elif "git" in gen and misspelt_repo_url(dig(gen, "git", "repoURL"), config):
+            url = dig(gen, "git", "repoURL")
+            findings.append(Finding("argocd/misspelt-repo-url", Severity.ERROR,
+                                    f"git generator repoURL {url!r} is not a repository Argo CD knows (did you mean "
+                                    f"{misspelt_repo_url(url, config)!r}?); the ApplicationSet generates nothing",
+                                    appset.file, appset.line_of(("spec", "generators", i, "git", "repoURL")), appset.ref))
         elif "git" in gen and is_local_repo(dig(gen, "git", "repoURL"), config) and dig(gen, "git", "directories"):
             params_list += _git_directory_params(repo, gen["git"])
         else:

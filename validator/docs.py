@@ -47,7 +47,8 @@ def render() -> str:
     lines += [f"| [`{r.id}`](#{anchor(r.id)}) | {r.severity.value} | {r.summary} |" for r in REGISTRY.values()]
     for family in FAMILIES:
         for r in family.RULES:
-            source = "policy rule" if r.check else "reported by the pipeline"
+            source = ("policy rule" if r.check else "cluster-level policy rule: a sum over the cluster's objects"
+                      if r.cluster_check else "reported by the pipeline")
             lines += ["", f"## {r.id}", "", f"Default severity: **{r.severity.value}** ({source}).", "",
                       r.why, "", "Fails:", "", "```yaml", r.bad.rstrip("\n"), "```", "",
                       "Passes:", "", "```yaml", r.good.rstrip("\n"), "```"]

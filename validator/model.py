@@ -108,6 +108,7 @@ class ClusterFacts:
     #: (namespace, name) -> keys of Secrets created outside git
     external_secrets: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     directory: str | None = None  # repo-relative folder (clusters/<name>)
+    capacity_lines: dict[str, int] = field(default_factory=dict)  # capacity key -> line in cluster.yaml
 
 
 # --- pod-spec helpers shared by the rules ---------------------------------------------------

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, discover, policy, render, schema, schemastore, tools
+from . import appsource, determinism, discover, policy, render, schema, schemastore, tools
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
 from .rendercache import RenderCache
 from .rules import Context, refs
+from .rules.capacity import Budget, budget
 from .rules.secrets import secret_keys
 from .tools import CannotRun
 from .yamlio import YamlProblem, decode, load_all, split_stream
@@ -47,6 +48,7 @@ class Result:
     seconds: float
     helm_runs: int = 0
     cache_hits: int = 0
+    budgets: list[Budget] = field(default_factory=list)   # per cluster: who asks for what (capacity/)
 
 
 def find_tool(name: str, hint: str) -> str:
@@ -182,6 +184,7 @@ class _App:
     paths: set[str] = field(default_factory=set)
     manifests: list[Manifest] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    value_files: list[str] = field(default_factory=list)   # chart defaults first, as helm merges them
 
 
 def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Result:
@@ -201,6 +204,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     revision = _revision(repo)
 
     top: list[Manifest] = []
+    generated_apps: list[Manifest] = []   # what ApplicationSets create: checked like Applications in files
     for m in disc.argo:
         m.cluster = _guess_cluster(m, disc.clusters) if m.kind != "AppProject" else discover.cluster_of([m.file or ""], disc.clusters)
         if m.kind == "Application":
@@ -214,6 +218,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
             for g in generated:
                 g.cluster = _guess_cluster(g, disc.clusters) or m.cluster
             top += generated
+            generated_apps += generated
 
     helm: str | None = None
     apps: dict[tuple, _App] = {}
@@ -259,10 +264,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                         jobs.append((a, req))
             if jobs and helm is None:
                 helm = find_tool("helm", HELM_HINT)
-            do_render = partial(render.render, repo, helm=helm, cache=cache, timeout=config.limits.render_timeout)
+            do_render = partial(determinism.render_checked, repo, helm=helm, cache=cache, timeout=config.limits.render_timeout)
             results = list(pool.map(do_render, [req for _, req in jobs]))
             pending = []
             for (a, req), r in zip(jobs, results, strict=True):
+                a.value_files += [posixpath.join(req.chart, "values.yaml"), *req.value_files]
                 a.findings += r.findings
                 a.manifests += r.manifests
                 cache_hits += r.cached
@@ -274,12 +280,14 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                         else:
                             pending.append(_App(child, a.cluster, tuple(req.value_files), a.depth + 1))
 
-    file_objects = [m for m in disc.argo if m.file]
+    file_objects = [m for m in disc.argo if m.file] + generated_apps
     all_objects = file_objects + [m for a in apps.values() for m in a.manifests]
     by_cluster: dict[str | None, list[Manifest]] = {}
     for m in all_objects:
         by_cluster.setdefault(m.cluster, []).append(m)
-    contexts = {cluster: Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
+    contexts = {cluster: Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries,
+                                 values={a.manifest.name: _value_docs(repo, a.value_files)
+                                         for a in apps.values() if a.cluster == cluster})
                 for cluster, objs in by_cluster.items()}
     scope = _Scope.of(opts, apps, disc)
     scope.widen(apps, contexts)
@@ -293,12 +301,30 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         by_version.setdefault(version_of(m.cluster), []).append(m)
     for v, batch in sorted(by_version.items()):
         findings += schema.check_objects(batch, kubeconform, root, v)
+    budgets = []
     for cluster, objs in by_cluster.items():
-        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], contexts[cluster], config.severities)
+        ctx = contexts[cluster]
+        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities, repo=repo)
+        # a sum over the whole cluster: reported when it points into what this run looks at
+        findings += [f for f in policy.evaluate_cluster(ctx, config.severities, repo=repo) if scope.keeps(f.app, f.file)]
+        b = budget(ctx)
+        if b is not None:
+            budgets.append(b)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
     if cache:
         cache.evict()
-    return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits)
+    return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits,
+                   budgets=sorted(budgets, key=lambda b: b.cluster))
+
+
+def _value_docs(repo: Path, files: list[str]) -> tuple:
+    """(file, first document) of each value file, for findings that point at a value's line."""
+    out = []
+    for rel in files:
+        docs, _ = discover.read_yaml(repo, rel) if (repo / rel).is_file() else ([], [])
+        if docs:
+            out.append((rel, docs[0]))
+    return tuple(out)
 
 
 def _too_deep(child: Manifest, depth: int, limit: int) -> Finding:

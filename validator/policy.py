@@ -13,11 +13,13 @@ Skipping one rule for one object takes an annotation that names the rule and giv
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 from .findings import Finding, Severity
 from .model import Manifest
-from .rules import POLICY_RULES, Context, Rule
+from .rules import CLUSTER_RULES, POLICY_RULES, Context, Rule
 
 SKIP_ANNOTATION = "gitops-validate/skip"
 
@@ -41,7 +43,9 @@ def parse_skips(m: Manifest) -> tuple[dict[str, str], list[str]]:
     return skips, unreasoned
 
 
-def locate(m: Manifest, path: tuple) -> tuple[str | None, int | None]:
+def locate(m: Manifest, path: tuple, repo: Path | None = None) -> tuple[str | None, int | None]:
+    if m.line is None and repo is not None and path:  # rendered: the file is the chart template
+        return m.file, template_line(repo, m.file, path, _value_at(m.doc, path))
     return m.file, m.line_of(path) if path else m.line
 
 
@@ -53,11 +57,40 @@ def unreadable(m: Manifest, what: str, error: Exception) -> Finding:
                    m.file, m.line, m.ref, m.app)
 
 
+def _value_at(doc: Any, path: tuple) -> Any:
+    for p in path:
+        doc = doc.get(p) if isinstance(doc, dict) else (doc[p] if isinstance(doc, list) and isinstance(p, int)
+                                                         and 0 <= p < len(doc) else None)
+    return doc
+
+
+def template_line(repo: Path, file: str | None, path: tuple, value: Any = None, any_key: bool = False) -> int | None:
+    """The template line that writes the field at ``path`` of a rendered object, when the template
+    spells it out: a prefixed key (``argocd.argoproj.io/sync-wave:``; any key with ``any_key``), or
+    else a literal string value of 8 characters or more. None when in doubt."""
+    keys = [p for p in path if isinstance(p, str)]
+    key = keys[-1] if keys and isinstance(path[-1], str) and (any_key or "/" in keys[-1]) else None
+    if key is not None:
+        pattern = re.compile(r"^\s*(?:-\s*)?[\"']?" + re.escape(key) + r"[\"']?\s*:")
+        hit = pattern.match
+    elif isinstance(value, str) and len(value) >= 8 and "\n" not in value:
+        def hit(line: str) -> bool:
+            return value in line
+    else:
+        return None
+    try:
+        lines = (repo / file).read_text(encoding="utf-8").splitlines() if file else []
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((n for n, line in enumerate(lines, 1) if hit(line)), None)
+
+
 def evaluate(manifests: Iterable[Manifest], ctx: Context,
              severities: Mapping[str, Severity | None] | None = None,
-             rules: Iterable[Rule] = POLICY_RULES) -> list[Finding]:
+             rules: Iterable[Rule] = POLICY_RULES, repo: Path | None = None) -> list[Finding]:
     """Findings of ``rules`` on ``manifests``. ``severities`` maps a rule id to a new severity,
-    or to None when the rule is off."""
+    or to None when the rule is off. With ``repo``, findings on rendered objects point at the
+    template line when the template spells the field out."""
     severities = severities or {}
     active = [(r, severities.get(r.id, r.severity)) for r in rules]
     active = [(r, sev) for r, sev in active if sev is not None]
@@ -73,9 +106,31 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 out.append(unreadable(m, rule.id, e))
                 continue
             for problem in problems:
-                file, line = locate(m, problem.path)
+                file, line = locate(m, problem.path, repo)
                 msg = problem.message
                 if rule.id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
                 out.append(Finding(rule.id, severity, msg, file, line, m.ref, m.app))
+    return out
+
+
+def evaluate_cluster(ctx: Context, severities: Mapping[str, Severity | None] | None = None,
+                     rules: Iterable[Rule] = CLUSTER_RULES, repo: Path | None = None) -> list[Finding]:
+    """Findings of the cluster-level ``rules`` (a sum over every object of ``ctx``). A finding
+    about an object can be skipped by that object's annotation, like any other."""
+    severities = severities or {}
+    out: list[Finding] = []
+    for rule in rules:
+        severity = severities.get(rule.id, rule.severity)
+        if severity is None:
+            continue
+        for problem in rule.cluster_check(ctx):  # type: ignore[misc]
+            m = problem.subject
+            if m is not None and rule.id in parse_skips(m)[0]:
+                continue
+            file, line = problem.file, problem.line
+            if file is None and m is not None:
+                file, line = locate(m, problem.path, repo)
+            out.append(Finding(rule.id, severity, problem.message, file, line,
+                               m.ref if m is not None else None, m.app if m is not None else None))
     return out

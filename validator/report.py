@@ -53,9 +53,10 @@ def text(findings: list[Finding], summary: Summary, out: TextIO, colour: bool) -
     out.write(c(("✓ " if ok else "✗ ") + summary.line(), "\033[32m" if ok else "\033[31m") + "\n")
 
 
-def as_json(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
+def as_json(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False,
+            extra: dict | None = None) -> None:
     json.dump({"findings": [f.as_dict() for f in sorted(findings, key=Finding.sort_key)],
-               "summary": summary.__dict__}, out, indent=2, default=str)
+               "summary": summary.__dict__, **(extra or {})}, out, indent=2, default=str)
     out.write("\n")
 
 

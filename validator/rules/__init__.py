@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import argocd, images, probes, refs, resources, schema, secrets, security, values, yamlfile
-from .base import Check, Context, Rule
+from . import argocd, capacity, images, probes, refs, resources, schema, secrets, security, values, yamlfile
+from .base import Check, ClusterProblem, Context, Rule
 
-FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, images, security, argocd)
+FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, images, security, argocd, capacity)
 
 REGISTRY: dict[str, Rule] = {}
 for _family in FAMILIES:
@@ -15,5 +15,6 @@ for _family in FAMILIES:
         REGISTRY[_rule.id] = _rule
 
 POLICY_RULES = tuple(r for r in REGISTRY.values() if r.check is not None)
+CLUSTER_RULES = tuple(r for r in REGISTRY.values() if r.cluster_check is not None)
 
-__all__ = ["REGISTRY", "POLICY_RULES", "Rule", "Context", "Check"]
+__all__ = ["REGISTRY", "POLICY_RULES", "CLUSTER_RULES", "Rule", "Context", "Check", "ClusterProblem"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from ..findings import Problem, Severity
 from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels, port_number
+from ..yamlio import Document
 
 
 def node_ports(m: Manifest) -> list[tuple[int, int]]:
@@ -47,6 +48,9 @@ class Context:
     allowed_registries: tuple[str, ...] = ()
     #: kinds with a schema (Kubernetes + CRDs in play); empty when unknown
     known_kinds: frozenset[str] = field(default_factory=frozenset)
+    #: app -> (file, document) of the values it was rendered with, chart defaults first, so a
+    #: finding about a rendered value can point at the line that set it
+    values: Mapping[str, tuple[tuple[str, Document], ...]] = field(default_factory=dict)
 
     # --- look-ups --------------------------------------------------------------------------------
 
@@ -159,12 +163,39 @@ class Context:
                 out.setdefault(n, []).append((s.namespace or "", s.name, i))
         return out
 
+    def rendered_by(self, app: str, kind: str) -> list[Manifest]:
+        """Objects of ``kind`` that the Application ``app`` renders (an app-of-apps' children)."""
+        return self._by_app_kind.get((app, kind), [])
+
+    @cached_property
+    def _by_app_kind(self) -> dict[tuple[str | None, str], list[Manifest]]:
+        index: dict[tuple[str | None, str], list[Manifest]] = {}
+        for m in self.objects:
+            index.setdefault((m.app, m.kind), []).append(m)
+        return index
+
 
 def _matches(labels: dict | None, selector: dict) -> bool:
     return labels is not None and all(k in labels and str(labels.get(k)) == str(v) for k, v in selector.items())
 
 
+
 Check = Callable[[Manifest, Context], Iterable[Problem]]
+
+
+@dataclass
+class ClusterProblem:
+    """What a cluster-level rule reports: about the cluster as a whole, pointing at the object
+    that contributes most (``subject`` and a path in it) or at an explicit file and line."""
+    message: str
+    subject: Manifest | None = None
+    path: tuple = ()
+    file: str | None = None
+    line: int | None = None
+
+
+#: A rule over all the objects of one cluster at once (a sum, not a per-object property).
+ClusterCheck = Callable[[Context], Iterable[ClusterProblem]]
 
 
 @dataclass(frozen=True)
@@ -176,6 +207,7 @@ class Rule:
     bad: str                     # a failing example (YAML)
     good: str                    # a passing example (YAML)
     check: Check | None = None   # None: the finding comes from a pipeline stage (yaml, schema, ...)
+    cluster_check: ClusterCheck | None = None  # a rule over a whole cluster (capacity/)
 
     @property
     def category(self) -> str:
