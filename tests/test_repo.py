@@ -93,6 +93,29 @@ def test_unknown_values_key_says_did_you_mean(repo_copy):
     assert "did you mean 'replicaCount'" in f["message"] and f["app"] == "todo-backend"
 
 
+def test_new_key_in_a_map_the_schema_opens_is_not_unknown(repo_copy):
+    """The frontend's `config:` is open in values.schema.json (additionalProperties: string): a new
+    variable there is allowed, with no "did you mean" pointing at a sibling."""
+    rel = "clusters/minikube/values/todo-frontend.yaml"
+    edit(repo_copy, rel, '  NEXT_PUBLIC_FEATURE_CHAT: "true"\n',
+         '  NEXT_PUBLIC_FEATURE_CHAT: "true"\n  NEXT_PUBLIC_FEATURE_TODO: "true"\n')
+    r = validate(repo_copy)
+    assert r.code == 0, r.json["findings"]
+    assert not [f for f in r.json["findings"] if f["rule"] == "values/unknown-key"]
+
+
+def test_unknown_key_in_a_closed_map_hints_only_at_a_typo(repo_copy):
+    rel = "clusters/minikube/values/todo-frontend.yaml"
+    edit(repo_copy, rel, "  limits:\n", "  limit:\n")          # a typo: one edit from 'limits'
+    edit(repo_copy, rel, "replicaCount: 2\n", "replicaCount: 2\nmaxSurge: 1\n")  # new, like nothing
+    r = validate(repo_copy)
+    assert r.code == 1
+    unknown = {f["message"]: f for f in r.json["findings"] if f["rule"] == "values/unknown-key"}
+    assert "'resources.limit' is not a value of the chart (did you mean 'limits'?)" in unknown
+    assert "'maxSurge' is not a value of the chart" in unknown  # no hint: closer to nothing
+    assert unknown["'maxSurge' is not a value of the chart"]["line"] == 5
+
+
 def test_values_schema_error_points_at_the_value_file_line(repo_copy):
     rel = "clusters/minikube/values/todo-frontend.yaml"
     edit(repo_copy, rel, "replicaCount: 2", "replicaCount: two")

@@ -107,6 +107,37 @@ def pod_labels(m: Manifest) -> dict:
     return ((tpl or {}).get("metadata") or {}).get("labels") or {}
 
 
+def selector_matches(selector, labels) -> bool:
+    """Whether a LabelSelector (matchLabels and matchExpressions: In, NotIn, Exists,
+    DoesNotExist) selects ``labels``. An empty selector selects everything; a malformed one nothing."""
+    if not isinstance(selector, dict) or not isinstance(labels, dict):
+        return False
+    labels = {str(k): str(v) for k, v in labels.items()}
+    match = selector.get("matchLabels") or {}
+    exprs = selector.get("matchExpressions") or []
+    if not isinstance(match, dict) or not isinstance(exprs, list):
+        return False
+    if any(labels.get(str(k)) != str(v) for k, v in match.items()):
+        return False
+    for e in exprs:
+        if not isinstance(e, dict):
+            return False
+        key, op = str(e.get("key")), e.get("operator")
+        values = {str(v) for v in e.get("values") or [] if v is not None} \
+            if isinstance(e.get("values") or [], list) else set()
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True
+
+
 @dataclass
 class Container:
     spec: dict

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..findings import Problem, Severity
-from ..model import ClusterFacts, Manifest
+from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels, selector_matches
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class Context:
 
     def in_namespace(self, kind: str, namespace: str | None) -> list[Manifest]:
         return [m for m in self.objects if m.kind == kind and m.namespace == namespace]
+
+    def workloads_selected(self, namespace: str | None, selector: dict) -> list[Manifest]:
+        """The workloads (not hooks) in ``namespace`` whose pod template labels the LabelSelector
+        ``selector`` matches (``model.selector_matches``)."""
+        return [w for kind in sorted(WORKLOAD_KINDS) for w in self.in_namespace(kind, namespace)
+                if not w.is_hook() and selector_matches(selector, pod_labels(w))]
 
 
 Check = Callable[[Manifest, Context], Iterable[Problem]]

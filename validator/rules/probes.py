@@ -86,6 +86,23 @@ def check_probe_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
                                   "or probe the port the app listens on", path)
 
 
+#: Probe fields that decide what is probed and when; two probes equal in all of them are identical.
+_PROBE_FIELDS = HANDLERS + ("exec", "initialDelaySeconds", "periodSeconds", "timeoutSeconds",
+                            "failureThreshold")
+
+
+def check_identical_probes(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    for c in _serving(m):
+        live, ready = c.spec.get("livenessProbe"), c.spec.get("readinessProbe")
+        if not isinstance(live, dict) or not isinstance(ready, dict):
+            continue
+        if all(live.get(f) == ready.get(f) for f in _PROBE_FIELDS) and any(live.get(h) for h in HANDLERS + ("exec",)):
+            yield Problem(f"{c.label} of {m.kind} {m.name} has identical liveness and readiness probes; when "
+                          "a dependency is slow the pod is restarted instead of only taken out of the "
+                          "Service. Give liveness its own cheap endpoint (e.g. /health) or a larger "
+                          "failureThreshold", c.path + ("livenessProbe",))
+
+
 RULES = [
     Rule("probes/missing-liveness", Severity.ERROR,
          "a container of a long-running workload (or a native sidecar) without a livenessProbe",
@@ -113,4 +130,13 @@ RULES = [
          example_deployment(container={"livenessProbe": "{httpGet: {path: /health, port: http}}",
                                        "readinessProbe": "{tcpSocket: {port: 8080}}"}),
          check_probe_port),
+    Rule("probes/identical", Severity.WARNING,
+         "a container whose liveness and readiness probes are the same check with the same timing",
+         "Readiness says \"do not send me traffic now\", liveness says \"restart me\". When both run "
+         "the same check (often a /ready that also pings the database), a slow dependency restarts "
+         "every pod at once instead of draining them from the Service, and the restarts make the "
+         "outage worse. Use a cheap liveness endpoint, or at least a longer liveness failure window.",
+         example_deployment(container={"livenessProbe": "{httpGet: {path: /ready, port: http}}"}),
+         example_deployment(),
+         check_identical_probes),
 ]
