@@ -1021,3 +1021,54 @@ def test_schema_opens_maps():
     # a $ref loop is bounded
     loop = {"definitions": {"a": {"$ref": "#/definitions/a"}}, "properties": {"x": {"$ref": "#/definitions/a"}}}
     assert _schema_child(_schema_child(loop, "x", loop)[1], "y", loop) == (False, None)
+
+
+# --- issue 12: misses found by scoring the peers' corpora (scripts/score_peers.py) ----------------
+
+def test_probe_on_a_udp_port_is_flagged():
+    ports = "[{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]"
+    bad = deploy(container={"ports": ports, "livenessProbe": "{tcpSocket: {port: dns}}",
+                            "readinessProbe": "{tcpSocket: {port: 5353}}"})
+    found = messages("probes/unknown-port", bad)
+    assert len(found) == 2 and all("protocol other than TCP" in m for m in found)
+    both = "[{name: dns, containerPort: 5353, protocol: UDP}, {name: dns-tcp, containerPort: 5353}]"
+    ok = deploy(container={"ports": both, "livenessProbe": "{tcpSocket: {port: dns-tcp}}",
+                           "readinessProbe": "{tcpSocket: {port: 5353}}"})
+    assert messages("probes/unknown-port", ok) == []
+
+
+_POD = ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: web}}\nspec:\n%s"
+        "  containers: [{name: web, image: 'web:1.0'}]\n")
+
+
+@pytest.mark.parametrize("rule_id", ["probes/missing-liveness", "probes/missing-readiness"])
+def test_plain_pod_needs_probes_only_when_a_service_sends_it_traffic(rule_id):
+    service = _SVC.replace("name: http, port: 80, targetPort: http", "port: 80")
+    assert run(rule_id, _POD % "" + "---\n" + service)                       # selected, restarts
+    assert run(rule_id, _POD % "") == []                                       # nobody sends traffic
+    assert run(rule_id, _POD % "  restartPolicy: Never\n" + "---\n" + service) == []  # meant to finish
+    other = service.replace("selector: {app: web}", "selector: {app: api}")
+    assert run(rule_id, _POD % "" + "---\n" + other) == []
+
+
+def test_identical_probes_on_a_plain_pod():
+    pod = _POD.replace("image: 'web:1.0'}", "image: 'web:1.0', livenessProbe: {tcpSocket: {port: 80}}, "
+                                             "readinessProbe: {tcpSocket: {port: 80}}}") % ""
+    assert run("probes/identical", pod)
+
+
+def test_well_known_credential_names_and_mangled_private_keys():
+    assert looks_secret("AZURE_BATCH_KEY", "x") and looks_secret("OCI_CLI_KEY_CONTENT", "x")
+    assert not looks_secret("AZURE_REGION", "westeurope") and not looks_secret("CACHE_KEY", "users")
+    mangled = "---BEGIN OPENSSH " + "PRIVATE KEY---\nxxxxx\n---END  OPENSSH " + "PRIVATE KEY---\n"
+    assert looks_secret("the_good_stuff", mangled)
+    assert not looks_secret("NOTE", "a public key starts with -----BEGIN PUBLIC KEY-----")
+
+
+def test_numeric_target_port_is_not_judged_on_pods_that_declare_no_ports():
+    """Kubernetes routes a numeric targetPort to an undeclared port too (kube-score's corpus agrees)."""
+    svc = _SVC.replace("targetPort: http", "targetPort: 8080")
+    assert run("refs/target-port", svc + "---\n" + deploy(container={"ports": None})) == []
+    assert run("refs/target-port", svc + "---\n" + deploy(container={"ports": "[{name: http, containerPort: 9090}]"}))
+    named = _SVC  # a named targetPort never resolves without a declared port of that name
+    assert run("refs/target-port", named + "---\n" + deploy(container={"ports": None}))

@@ -34,6 +34,16 @@ class Context:
         return [w for kind in sorted(WORKLOAD_KINDS) for w in self.in_namespace(kind, namespace)
                 if not w.is_hook() and selector_matches(selector, pod_labels(w))]
 
+    def services_selecting(self, namespace: str | None, labels: dict) -> list[Manifest]:
+        """The Services in ``namespace`` whose (map) selector selects pods with ``labels``."""
+        out = []
+        for s in self.in_namespace("Service", namespace):
+            spec = s.doc.get("spec")
+            sel = spec.get("selector") if isinstance(spec, dict) else None
+            if isinstance(sel, dict) and sel and selector_matches({"matchLabels": sel}, labels):
+                out.append(s)
+        return out
+
 
 Check = Callable[[Manifest, Context], Iterable[Problem]]
 

@@ -83,6 +83,8 @@ def check_target_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
         number = port_number(target)
         for w in workloads:
             ports = [p for c in containers(w) if c.long_running for p in c.ports()]
+            if number is not None and not ports:
+                continue  # no declared ports: the app may listen on any, Kubernetes routes there anyway
             if number is None:
                 ok = any(p.get("name") == target for p in ports)
             else:
@@ -417,7 +419,8 @@ RULES = [
          "a Service targetPort (name or number; default: the port) that is not a container port of the "
          "pods it selects",
          "Traffic sent to a port the container does not declare goes nowhere (a named targetPort "
-         "that no container defines never resolves), so the Service has no working endpoint.",
+         "that no container defines never resolves), so the Service has no working endpoint. A "
+         "numeric targetPort is checked only against pods that declare their ports.",
          _with(_service(ports="[{port: 80, targetPort: web}]"), example_deployment()),
          _with(_service(), example_deployment()),
          check_target_port),

@@ -33,7 +33,10 @@ NAMING_WORDS = frozenset({"name", "names", "namespace", "ref", "path", "file", "
 NAMING_PREFIXES = frozenset({"existing", "use", "create"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
-_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+#: PEM and OpenSSH private keys, also hand-mangled ones (fewer dashes, extra spaces).
+_PRIVATE_KEY = re.compile(r"-{3,}\s*BEGIN\s+(?:[A-Z0-9]+\s+)*PRIVATE\s+KEY(?:\s+BLOCK)?\s*-{3,}", re.I)
+#: Well-known credential variables whose names the generic endings miss.
+WELL_KNOWN_SECRET_NAMES = re.compile(r"AZURE_\w*KEY|OCI_CLI_KEY_CONTENT", re.I)
 #: Well-known token formats: (what, pattern). Prefixes plus a minimum length keep ordinary words out.
 TOKEN_PATTERNS = (
     ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
@@ -65,7 +68,7 @@ def secret_name(key: str) -> bool:
     if not words or words[-1] in NAMING_WORDS:
         return False
     norm = re.sub(r"[_\-.]", "", key.lower())
-    if norm.endswith(SECRET_SUFFIXES):
+    if norm.endswith(SECRET_SUFFIXES) or WELL_KNOWN_SECRET_NAMES.fullmatch(key):
         return True
     if len(words) > 1 and words[-1] in SECRET_LAST_WORDS and words[-2] not in NAMING_PREFIXES:
         return True
