@@ -1072,3 +1072,23 @@ def test_numeric_target_port_is_not_judged_on_pods_that_declare_no_ports():
     assert run("refs/target-port", svc + "---\n" + deploy(container={"ports": "[{name: http, containerPort: 9090}]"}))
     named = _SVC  # a named targetPort never resolves without a declared port of that name
     assert run("refs/target-port", named + "---\n" + deploy(container={"ports": None}))
+
+
+# --- issue 12: provenance of rendered fields (validator/provenance.py) ---------------------------
+
+def test_value_index_points_only_at_an_unambiguous_value(tmp_path):
+    from validator.provenance import ValueIndex
+    (tmp_path / "chart").mkdir()
+    (tmp_path / "chart/values.yaml").write_text(
+        "resources:\n  requests: {memory: 256Mi}\n  limits: {memory: 1Gi}\nprobe: {port: http}\n"
+        "other: {port: http}\nreadinessProbe: {httpGet: {path: /ready}}\n")
+    (tmp_path / "v.yaml").write_text("resources:\n  limits:\n    memory: 128Mi\nreadinessProbe: null\n")
+    index = ValueIndex.of(tmp_path, "chart", ["v.yaml"])
+    obj = {"spec": {"resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "128Mi"}}, "port": "http"}}
+    req, lim = ("spec", "resources", "requests", "memory"), ("spec", "resources", "limits", "memory")
+    assert index.locate(obj, (lim,)) == ("v.yaml", 3)
+    assert index.locate(obj, (req, lim)) == ("v.yaml", 3)      # the override that changed something
+    assert index.locate(obj, (req,)) == ("chart/values.yaml", 2)
+    assert index.locate(obj, (("spec", "port"),)) is None       # 'http' under 'port' twice: ambiguous
+    assert index.locate(obj, (("spec", "readinessProbe"),)) == ("v.yaml", 4)  # removed by null
+    assert index.locate(obj, (("spec", "resources"),)) is None  # not a scalar

@@ -30,6 +30,8 @@ class Manifest:
     app: str | None = None
     cluster: str | None = None
     yaml: Document | None = None     # node graph, for line numbers inside a file we read
+    #: for a rendered object: where its scalar fields were set in the values (provenance.ValueIndex)
+    values: Any = None
 
     @property
     def kind(self) -> str:

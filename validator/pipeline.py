@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, discover, policy, render, schema, schemastore
+from . import appsource, discover, policy, provenance, render, schema, schemastore
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
@@ -199,6 +199,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     apps: dict[tuple, _App] = {}
     pending = [_App(m, m.cluster) for m in top]
     helm_runs = cache_hits = 0
+    unrendered: dict[str | None, set[str]] = {}  # cluster -> apps that did not render
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         while pending:
             jobs: list[tuple[_App, render.RenderRequest]] = []
@@ -223,12 +224,19 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                     a.findings += vf
                     if ok:
                         jobs.append((a, req))
+                    else:
+                        unrendered.setdefault(a.cluster, set()).add(req.app)
             if jobs and helm is None:
                 helm = find_tool("helm", HELM_HINT)
             do_render = partial(render.render, repo, helm=helm, cache_dir=opts.cache_dir)
             results = list(pool.map(do_render, [req for _, req in jobs]))
             pending = []
             for (a, req), r in zip(jobs, results, strict=True):
+                if any(f.rule == "values/render-failed" for f in r.findings):
+                    unrendered.setdefault(a.cluster, set()).add(req.app)
+                index = provenance.ValueIndex.of(repo, req.chart, req.value_files)
+                for m in r.manifests:
+                    m.values = index
                 a.findings += r.findings
                 a.manifests += r.manifests
                 cache_hits += r.cached
@@ -254,7 +262,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     for m in all_objects:
         by_cluster.setdefault(m.cluster, []).append(m)
     for cluster, objs in by_cluster.items():
-        ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
+        ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries,
+                      unrendered=frozenset(unrendered.get(cluster, ())))
         findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits)

@@ -41,7 +41,13 @@ def parse_skips(m: Manifest) -> tuple[dict[str, str], list[str]]:
     return skips, unreasoned
 
 
-def locate(m: Manifest, path: tuple) -> tuple[str | None, int | None]:
+def locate(m: Manifest, path: tuple, related: tuple = ()) -> tuple[str | None, int | None]:
+    """Where to point: the line inside a file we read, else (a rendered object) the value file
+    line that set the field (or a related one) when provenance finds it, else the template."""
+    if m.line is None and m.values is not None and path:
+        found = m.values.locate(m.doc, (path, *related))
+        if found is not None:
+            return found
     return m.file, m.line_of(path) if path else m.line
 
 
@@ -60,8 +66,10 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
             if rule.id in skips:
                 continue
             for problem in rule.check(m, ctx):  # type: ignore[misc]
-                file, line = locate(m, problem.path)
+                file, line = locate(m, problem.path, problem.related)
                 msg = problem.message
+                if file != m.file and m.file:
+                    msg += f" (set here, rendered by {m.file})"
                 if rule.id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
                 out.append(Finding(rule.id, severity, msg, file, line, m.ref, m.app))

@@ -18,6 +18,9 @@ class Context:
     allowed_registries: tuple[str, ...] = ()
     #: kinds with a schema (Kubernetes + CRDs in play); empty when unknown
     known_kinds: frozenset[str] = field(default_factory=frozenset)
+    #: apps of the cluster that did not render (a values error, a helm failure): what they would
+    #: have rendered is unknown, so references into them are not checked
+    unrendered: frozenset[str] = field(default_factory=frozenset)
 
     def find(self, kind: str, namespace: str | None, name: str) -> Manifest | None:
         for m in self.objects:

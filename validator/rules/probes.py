@@ -35,7 +35,8 @@ def _serving(m: Manifest, ctx: Context) -> Iterable[Container]:
 def _missing(m: Manifest, ctx: Context, probe: str, advice: str) -> Iterable[Problem]:
     for c in _serving(m, ctx):
         if not isinstance(c.spec.get(probe), dict):
-            yield Problem(f"{c.label} of long-running {m.kind} {m.name} has no {probe}; {advice}", c.path)
+            yield Problem(f"{c.label} of long-running {m.kind} {m.name} has no {probe}; {advice}",
+                          c.path + (probe,))
 
 
 def check_liveness(m: Manifest, ctx: Context) -> Iterable[Problem]:

@@ -222,8 +222,9 @@ def _check_urls(text: str, where: str, m: Manifest, ctx: Context, path: tuple) -
         ns, name = target
         service = ctx.find("Service", ns, name)
         if service is None:
-            yield Problem(f"{where} points at {url}, but there is no Service {qualified(ns, name)}; "
-                          "fix the host or render the Service", path)
+            if not ctx.unrendered:  # else not checked: the Service may be in an app that did not render
+                yield Problem(f"{where} points at {url}, but there is no Service {qualified(ns, name)}; "
+                              "fix the host or render the Service", path)
             continue
         if _spec(service).get("type") == "ExternalName":
             continue
