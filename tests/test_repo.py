@@ -3,6 +3,7 @@ rendering exactly as Argo CD does, value files, the cache, and the pre-commit ga
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,29 @@ def test_unknown_values_key_says_did_you_mean(repo_copy):
     f = finding(r, "values/unknown-key")
     assert f["file"] == "clusters/minikube/values/todo-backend.yaml" and f["line"]
     assert "did you mean 'replicaCount'" in f["message"] and f["app"] == "todo-backend"
+
+
+def test_new_key_in_a_map_the_schema_opens_is_not_unknown(repo_copy):
+    """The frontend's `config:` is open in values.schema.json (additionalProperties: string): a new
+    variable there is allowed, with no "did you mean" pointing at a sibling."""
+    rel = "clusters/minikube/values/todo-frontend.yaml"
+    edit(repo_copy, rel, '  NEXT_PUBLIC_FEATURE_CHAT: "true"\n',
+         '  NEXT_PUBLIC_FEATURE_CHAT: "true"\n  NEXT_PUBLIC_FEATURE_TODO: "true"\n')
+    r = validate(repo_copy)
+    assert r.code == 0, r.json["findings"]
+    assert not [f for f in r.json["findings"] if f["rule"] == "values/unknown-key"]
+
+
+def test_unknown_key_in_a_closed_map_hints_only_at_a_typo(repo_copy):
+    rel = "clusters/minikube/values/todo-frontend.yaml"
+    edit(repo_copy, rel, "  limits:\n", "  limit:\n")          # a typo: one edit from 'limits'
+    edit(repo_copy, rel, "replicaCount: 2\n", "replicaCount: 2\nmaxSurge: 1\n")  # new, like nothing
+    r = validate(repo_copy)
+    assert r.code == 1
+    unknown = {f["message"]: f for f in r.json["findings"] if f["rule"] == "values/unknown-key"}
+    assert "'resources.limit' is not a value of the chart (did you mean 'limits'?)" in unknown
+    assert "'maxSurge' is not a value of the chart" in unknown  # no hint: closer to nothing
+    assert unknown["'maxSurge' is not a value of the chart"]["line"] == 5
 
 
 def test_values_schema_error_points_at_the_value_file_line(repo_copy):
@@ -221,3 +245,42 @@ def test_git_commit_is_refused_by_the_pre_commit_hook(repo_copy):
 def test_rules_doc_is_current():
     p = subprocess.run([sys.executable, "-m", "validator.docs", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+
+
+# --- issue 12: findings on rendered objects point at the value that set the field --------------
+
+def test_rendered_finding_points_at_the_value_file_line(repo_copy):
+    rel = "clusters/minikube/values/todo-backend.yaml"
+    edit(repo_copy, rel, "    memory: 1Gi\n", "    memory: 128Mi\n")   # the limit, below the request
+    r = validate(repo_copy)
+    f = finding(r, "resources/request-exceeds-limit")
+    lines = (repo_copy / rel).read_text().splitlines()
+    # the limit the override changed, not the request it left at the chart's default
+    assert f["file"] == rel and lines[f["line"] - 1] == "    memory: 128Mi", f
+    assert "rendered by apps/todo-backend/templates/deployment.yaml" in f["message"]
+
+
+def test_missing_probe_points_at_the_null_that_removed_it(repo_copy):
+    rel = "clusters/minikube/values/todo-backend.yaml"
+    edit(repo_copy, rel, "replicaCount: 2\n", "replicaCount: 2\nreadinessProbe: null\n")
+    f = finding(validate(repo_copy), "probes/missing-readiness")
+    assert (f["file"], f["line"]) == (rel, 5), f
+
+
+def test_a_values_error_in_one_app_causes_no_finding_in_another(repo_copy):
+    """The backend does not render (unknown key): the frontend's URL into it is not checked,
+    instead of a cascade of refs/in-cluster-url findings."""
+    edit(repo_copy, "clusters/minikube/values/todo-backend.yaml", "replicaCount:", "replicaCont:")
+    r = validate(repo_copy)
+    assert [f["rule"] for f in r.json["findings"]] == ["values/unknown-key"], r.json["findings"]
+
+
+def test_one_line_edits_point_at_the_edited_line():
+    """scripts/pointing.py: every edit is caught, and at least 80 % of the findings point at the
+    edited file and line (the figure in docs/accuracy.md)."""
+    p = subprocess.run([sys.executable, str(ROOT / "scripts/pointing.py"), "--json"], capture_output=True,
+                       text=True, env=tool_env(), timeout=1200)
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert all(e["findings"] for e in data["edits"]), [e["edit"] for e in data["edits"] if not e["findings"]]
+    assert data["at_edited_line"] / data["findings"] >= 0.8, data

@@ -751,3 +751,348 @@ def test_several_rules_skipped():
         "      probes/missing-liveness: worker\n      probes/missing-readiness: worker, no traffic\n", 1)
     assert run("probes/missing-liveness", text) == []
     assert run("probes/missing-readiness", text) == []
+
+
+# --- issue 12: references the peers check (Ingress, HPA, PDB, workload selector) --------------
+
+_SVC = ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n"
+        "  ports: [{name: http, port: 80, targetPort: http}]\n")
+
+
+def _ingress(service: str, port: str, default: bool = False) -> str:
+    backend = f"{{service: {{name: {service}, port: {port}}}}}"
+    if default:
+        return ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\n"
+                f"spec:\n  defaultBackend: {backend}\n")
+    return ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rules:\n"
+            "  - host: web.local\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: "
+            f"{backend}}}\n")
+
+
+@pytest.mark.parametrize("service, port, default, expected", [
+    ("web", "{name: http}", False, None),
+    ("web", "{number: 80}", False, None),
+    ("web", "{number: 80}", True, None),
+    ("wbe", "{number: 80}", False, "Service default/wbe, which is not rendered"),
+    ("wbe", "{number: 80}", True, "Service default/wbe, which is not rendered"),
+    ("web", "{name: htp}", False, "port name 'htp' of Service default/web, which has no port of that name"),
+    ("web", "{number: 8080}", False, "port 8080 of Service default/web, which does not expose it"),
+])
+def test_ingress_backend(service, port, default, expected):
+    found = messages("refs/ingress-backend", _ingress(service, port, default) + "---\n" + _SVC)
+    if expected is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and expected in found[0]
+
+
+def test_ingress_backend_other_namespace_and_resource_backend():
+    svc = load(_SVC, namespace="other")
+    ing = load(_ingress("web", "{number: 80}"))
+    assert len(run("refs/ingress-backend", ing + svc)) == 1  # a Service elsewhere does not count
+    resource = ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: s}\nspec:\n"
+                "  defaultBackend: {resource: {apiGroup: k8s.example.com, kind: Bucket, name: b}}\n")
+    assert run("refs/ingress-backend", resource) == []
+
+
+def _hpa(kind: str, name: str) -> str:
+    return ("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n"
+            f"  scaleTargetRef: {{apiVersion: apps/v1, kind: {kind}, name: {name}}}\n  maxReplicas: 3\n")
+
+
+def test_hpa_target():
+    assert messages("refs/hpa-target", _hpa("Deployment", "web") + "---\n" + deploy()) == []
+    [msg] = messages("refs/hpa-target", _hpa("Deployment", "api") + "---\n" + deploy())
+    assert "scales Deployment default/api, which is not rendered" in msg
+    # the right name but the wrong kind
+    assert messages("refs/hpa-target", _hpa("StatefulSet", "web") + "---\n" + deploy())
+    # a custom kind nothing renders: not ours to judge; rendered ones are checked
+    assert messages("refs/hpa-target", _hpa("Rollout", "web")) == []
+    rollout = "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: other}\n"
+    assert messages("refs/hpa-target", _hpa("Rollout", "web") + "---\n" + rollout)
+
+
+def _pdb(selector: str) -> str:
+    return ("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\n"
+            f"spec: {{maxUnavailable: 1, selector: {selector}}}\n")
+
+
+@pytest.mark.parametrize("selector, fires", [
+    ("{matchLabels: {app: web}}", False),
+    ("{matchLabels: {app: api}}", True),
+    ("{matchExpressions: [{key: app, operator: In, values: [api, web]}]}", False),
+    ("{matchExpressions: [{key: app, operator: NotIn, values: [web]}]}", True),
+    ("{matchExpressions: [{key: app, operator: Exists}]}", False),
+    ("{matchExpressions: [{key: tier, operator: Exists}]}", True),
+    ("{matchExpressions: [{key: tier, operator: DoesNotExist}]}", False),
+    ("{matchLabels: {app: web}, matchExpressions: [{key: app, operator: DoesNotExist}]}", True),
+    ("{matchExpressions: [{key: app, operator: Bogus, values: [web]}]}", True),
+    ("{}", False),  # policy/v1: every pod of the namespace
+])
+def test_pdb_selector(selector, fires):
+    assert bool(run("refs/pdb-selector", _pdb(selector) + "---\n" + deploy())) is fires
+
+
+def test_pdb_selector_ignores_hooks_and_other_namespaces():
+    hook = deploy().replace("metadata: {name: web}",
+                            "metadata: {name: web, annotations: {helm.sh/hook: pre-install}}")
+    assert run("refs/pdb-selector", _pdb("{matchLabels: {app: web}}") + "---\n" + hook)
+    assert run("refs/pdb-selector", load(_pdb("{matchLabels: {app: web}}")) + load(deploy(), namespace="x"))
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"])
+@pytest.mark.parametrize("selector, fires", [
+    ("{matchLabels: {app: web}}", False),
+    ("{matchLabels: {app: api}}", True),
+    ("{matchLabels: {app: web, tier: front}}", True),
+    ("{matchExpressions: [{key: app, operator: In, values: [web]}]}", False),
+    ("{matchExpressions: [{key: app, operator: NotIn, values: [web]}]}", True),
+    ("{}", True),
+])
+def test_workload_selector(kind, selector, fires):
+    text = deploy(kind=kind).replace("  selector: {matchLabels: {app: web}}\n", f"  selector: {selector}\n")
+    assert bool(run("refs/workload-selector", text)) is fires
+
+
+def test_workload_selector_missing_is_left_to_the_schema_and_jobs_are_not_checked():
+    text = deploy().replace("  selector: {matchLabels: {app: web}}\n", "")
+    assert run("refs/workload-selector", text) == []
+    job = deploy(kind="Job").replace("  selector: {matchLabels: {app: web}}\n", "  selector: {matchLabels: {x: y}}\n")
+    assert run("refs/workload-selector", job) == []
+
+
+# --- issue 12: schema/ checks the OpenAPI schemas cannot express ---------------------------------
+
+@pytest.mark.parametrize("name, ok", [
+    ("http", True), ("http-main", True), ("h2c", True), ("a", True), ("x" * 15, True),
+    ("x" * 16, False), ("HTTP", False), ("http_main", False), ("8080", False), ("-http", False),
+    ("http-", False), ("http--main", False), ("", False),
+])
+def test_port_name(name, ok):
+    text = deploy(container={"ports": f"[{{name: '{name}', containerPort: 8080}}]",
+                             "livenessProbe": "{tcpSocket: {port: 8080}}",
+                             "readinessProbe": "{tcpSocket: {port: 8080}}"})
+    assert (run("schema/port-name", text) == []) is ok
+
+
+def test_port_name_service_and_probe():
+    svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n"
+           "  ports: [{name: Web_Port, port: 80, targetPort: http_x}]\n")
+    found = messages("schema/port-name", svc)
+    assert len(found) == 2 and any("targetPort 'http_x'" in m for m in found)
+    assert any("port name 'Web_Port' is not a DNS label" in m for m in found)
+    probe = deploy(container={"livenessProbe": "{httpGet: {path: /h, port: Http}}"})
+    [msg] = messages("schema/port-name", probe)
+    assert "livenessProbe port 'Http'" in msg
+
+
+@pytest.mark.parametrize("field, value, fires", [
+    ("containerPort", 8080, False), ("containerPort", 0, True), ("containerPort", 65536, True),
+    ("containerPort", 65535, False), ("hostPort", 0, False), ("hostPort", 70000, True),
+    ("hostPort", -1, True),
+])
+def test_port_range_container(field, value, fires):
+    ports = "[{name: http, containerPort: 8080, %s: %d}]" % (field, value) if field == "hostPort" \
+        else "[{name: http, containerPort: %d}]" % value
+    assert bool(run("schema/port-range", deploy(container={"ports": ports}))) is fires
+
+
+def test_port_range_service_and_probe():
+    svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n"
+           "  ports: [{port: 70000, targetPort: 0}, {port: 80, targetPort: 99999}, {port: 81, nodePort: 99}]\n")
+    found = messages("schema/port-range", svc)
+    assert len(found) == 2 and "port 70000" in found[0] and "targetPort 99999" in found[1]
+    probe = deploy(container={"readinessProbe": "{tcpSocket: {port: 0}}"})
+    assert messages("schema/port-range", probe)
+
+
+def test_duplicate_env():
+    env = "[{name: A, value: '1'}, {name: B, value: '2'}, {name: A, valueFrom: {fieldRef: {fieldPath: x}}}]"
+    [msg] = messages("schema/duplicate-env", deploy(container={"env": env}))
+    assert "sets env A twice (entries 0 and 2)" in msg
+    assert messages("schema/duplicate-env", deploy(container={"env": "[{name: A, value: '1'}, {name: a}]"})) == []
+    # the same name in two containers is fine
+    two = deploy(container={"env": "[{name: A, value: '1'}]"})
+    assert messages("schema/duplicate-env", two) == []
+
+
+# --- issue 12: secrets in ConfigMaps and literal env values ------------------------------------
+# Every secret-looking value is built by concatenation: no such literal lands in git.
+_PEM_VALUE = "-----BEGIN " + "RSA PRIVATE KEY-----\nMIIE\n-----END " + "RSA PRIVATE KEY-----\n"
+_TOKENS = {
+    "a GitHub token": "gh" + "p_" + "A1b2" * 9,
+    "a GitHub token (fine-grained)": "github" + "_pat_" + "A1b2" * 12,
+    "a Slack token": "xo" + "xb-" + "1234-5678-abcd",
+    "an AWS access key id": "AK" + "IA" + "ABCDEFGH12345678",
+    "a Groq API key": "gs" + "k_" + "a1B2" * 8,
+    "an OpenAI or Anthropic API key": "s" + "k-" + "proj-" + "a1B2" * 8,
+}
+_URL_WITH_LOGIN = "postgres://app" + ":" + "s3" + "cr3t" + "@db.example.com:5432/app"
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("NEXTAUTH_SECRET", "x", True), ("BETTER_AUTH_SECRET", "x", True), ("SECRET_KEY_BASE", "x", True),
+    ("SMTP_PASS", "x", True), ("dbPass", "x", True), ("JWT_SECRET", "x", True),
+    ("BYPASS", "x", False), ("SECRET_NAME", "x", False), ("SECRET", "x", False),
+    ("useSecret", "true", False), ("AUTH_SECRET_PATH", "/run/s", False),
+    ("CERT", _PEM_VALUE, True), ("BACKEND_URL", _URL_WITH_LOGIN, True),
+    ("BACKEND_URL", "postgres://app:$(DB_PASSWORD)@db/app", False),
+    ("BACKEND_URL", "postgres://app:${DB_PASSWORD}@db/app", False),
+    ("BACKEND_URL", "https://user@example.com/x", False),
+    ("NOTE", "the ghp_ prefix marks GitHub tokens", False),
+    *[("VALUE", token, True) for token in _TOKENS.values()],
+])
+def test_looks_secret_names_and_values(key, value, expected):
+    assert looks_secret(key, value) is expected
+
+
+def _configmap(key: str, value: str) -> list[Manifest]:
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"},
+           "data": {"LOG_LEVEL": "info", key: value}}
+    return [Manifest(doc=doc, file="x.yaml")]
+
+
+@pytest.mark.parametrize("what, value", [("a private key", _PEM_VALUE), ("a URL with a password", _URL_WITH_LOGIN),
+                                         *[(w.split(" (")[0], v) for w, v in _TOKENS.items()]])
+def test_configmap_data_secret_values(what, value):
+    [f] = run("secrets/configmap-data", _configmap("SOMETHING", value))
+    assert f"key SOMETHING is {what};" in f.message
+
+
+def test_configmap_data_secret_names_and_clean_data():
+    [f] = run("secrets/configmap-data", _configmap("NEXTAUTH_SECRET", "x"))
+    assert "looks like a secret (by its name)" in f.message
+    assert run("secrets/configmap-data", _configmap("BACKEND_URL", "http://todo-backend:8001")) == []
+    assert run("secrets/configmap-data", _configmap("DATABASE_PASSWORD", "")) == []
+
+
+def test_literal_env_private_key_whatever_the_name():
+    d = load(deploy(container={"env": "[{name: CERT, value: x}]"}))
+    d[0].doc["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = _PEM_VALUE
+    [f] = run("secrets/literal-value", d)
+    assert "is a private key" in f.message
+    assert messages("secrets/literal-value", deploy(container={"env": "[{name: BETTER_AUTH_SECRET, value: abc}]"}))
+
+
+# --- issue 12: identical liveness and readiness probes ------------------------------------------
+
+@pytest.mark.parametrize("live, ready, fires", [
+    ("{httpGet: {path: /health, port: http}}", "{httpGet: {path: /health, port: http}}", True),
+    ("{httpGet: {path: /health, port: http}}", "{httpGet: {path: /ready, port: http}}", False),
+    ("{httpGet: {path: /h, port: http}, periodSeconds: 10}", "{httpGet: {path: /h, port: http}, periodSeconds: 10}", True),
+    ("{httpGet: {path: /h, port: http}, failureThreshold: 6}", "{httpGet: {path: /h, port: http}}", False),
+    ("{tcpSocket: {port: http}}", "{tcpSocket: {port: http}}", True),
+    ("{exec: {command: [ok]}}", "{exec: {command: [ok]}}", True),
+])
+def test_identical_probes(live, ready, fires):
+    text = deploy(container={"livenessProbe": live, "readinessProbe": ready})
+    found = run("probes/identical", text)
+    assert bool(found) is fires
+    assert all(f.severity.value == "warning" for f in found)
+
+
+# --- issue 12: values/unknown-key follows the chart's schema -------------------------------------
+
+def test_typo_hint_both_directions():
+    from validator.schema import _typo_of
+    siblings = ["replicaCount", "image", "resources", "limits", "requests", "NEXT_PUBLIC_FEATURE_CHAT"]
+    assert _typo_of("replicaCont", siblings) == "replicaCount"
+    assert _typo_of("limit", siblings) == "limits"
+    assert _typo_of("Image", siblings) == "image"
+    assert _typo_of("replica_count", siblings) == "replicaCount"   # same key but for case and '_'
+    assert _typo_of("NEXT_PUBLIC_FEATURE_TODO", siblings) is None  # a new key, not a typo
+    assert _typo_of("maxSurge", siblings) is None
+    assert _typo_of("tag", ["tags", "env"]) == "tags" and _typo_of("tag", ["env"]) is None
+
+
+def test_schema_opens_maps():
+    from validator.schema import _schema_child
+    root = {"definitions": {"m": {"type": "object", "additionalProperties": {"type": "string"}}},
+            "properties": {"config": {"$ref": "#/definitions/m"},
+                           "labels": {"patternProperties": {r"^app\.": {"type": "string"}}},
+                           "closed": {"additionalProperties": False, "properties": {"a": {}}},
+                           "silent": {"properties": {"a": {}}}}}
+    assert _schema_child(root, "config", root)[0]
+    config = _schema_child(root, "config", root)[1]
+    assert _schema_child(config, "ANY_NEW_KEY", root) == (True, {"type": "string"})
+    labels = _schema_child(root, "labels", root)[1]
+    assert _schema_child(labels, "app.kubernetes.io/name", root)[0]
+    assert not _schema_child(labels, "team", root)[0]
+    closed = _schema_child(root, "closed", root)[1]
+    assert _schema_child(closed, "a", root)[0] and not _schema_child(closed, "b", root)[0]
+    # no additionalProperties at all does not open a map: a typo there would pass unseen
+    assert not _schema_child(_schema_child(root, "silent", root)[1], "b", root)[0]
+    # a $ref loop is bounded
+    loop = {"definitions": {"a": {"$ref": "#/definitions/a"}}, "properties": {"x": {"$ref": "#/definitions/a"}}}
+    assert _schema_child(_schema_child(loop, "x", loop)[1], "y", loop) == (False, None)
+
+
+# --- issue 12: misses found by scoring the peers' corpora (scripts/score_peers.py) ----------------
+
+def test_probe_on_a_udp_port_is_flagged():
+    ports = "[{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]"
+    bad = deploy(container={"ports": ports, "livenessProbe": "{tcpSocket: {port: dns}}",
+                            "readinessProbe": "{tcpSocket: {port: 5353}}"})
+    found = messages("probes/unknown-port", bad)
+    assert len(found) == 2 and all("protocol other than TCP" in m for m in found)
+    both = "[{name: dns, containerPort: 5353, protocol: UDP}, {name: dns-tcp, containerPort: 5353}]"
+    ok = deploy(container={"ports": both, "livenessProbe": "{tcpSocket: {port: dns-tcp}}",
+                           "readinessProbe": "{tcpSocket: {port: 5353}}"})
+    assert messages("probes/unknown-port", ok) == []
+
+
+_POD = ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: web}}\nspec:\n%s"
+        "  containers: [{name: web, image: 'web:1.0'}]\n")
+
+
+@pytest.mark.parametrize("rule_id", ["probes/missing-liveness", "probes/missing-readiness"])
+def test_plain_pod_needs_probes_only_when_a_service_sends_it_traffic(rule_id):
+    service = _SVC.replace("name: http, port: 80, targetPort: http", "port: 80")
+    assert run(rule_id, _POD % "" + "---\n" + service)                       # selected, restarts
+    assert run(rule_id, _POD % "") == []                                       # nobody sends traffic
+    assert run(rule_id, _POD % "  restartPolicy: Never\n" + "---\n" + service) == []  # meant to finish
+    other = service.replace("selector: {app: web}", "selector: {app: api}")
+    assert run(rule_id, _POD % "" + "---\n" + other) == []
+
+
+def test_identical_probes_on_a_plain_pod():
+    pod = _POD.replace("image: 'web:1.0'}", "image: 'web:1.0', livenessProbe: {tcpSocket: {port: 80}}, "
+                                             "readinessProbe: {tcpSocket: {port: 80}}}") % ""
+    assert run("probes/identical", pod)
+
+
+def test_well_known_credential_names_and_mangled_private_keys():
+    assert looks_secret("AZURE_BATCH_KEY", "x") and looks_secret("OCI_CLI_KEY_CONTENT", "x")
+    assert not looks_secret("AZURE_REGION", "westeurope") and not looks_secret("CACHE_KEY", "users")
+    mangled = "---BEGIN OPENSSH " + "PRIVATE KEY---\nxxxxx\n---END  OPENSSH " + "PRIVATE KEY---\n"
+    assert looks_secret("the_good_stuff", mangled)
+    assert not looks_secret("NOTE", "a public key starts with -----BEGIN PUBLIC KEY-----")
+
+
+def test_numeric_target_port_is_not_judged_on_pods_that_declare_no_ports():
+    """Kubernetes routes a numeric targetPort to an undeclared port too (kube-score's corpus agrees)."""
+    svc = _SVC.replace("targetPort: http", "targetPort: 8080")
+    assert run("refs/target-port", svc + "---\n" + deploy(container={"ports": None})) == []
+    assert run("refs/target-port", svc + "---\n" + deploy(container={"ports": "[{name: http, containerPort: 9090}]"}))
+    named = _SVC  # a named targetPort never resolves without a declared port of that name
+    assert run("refs/target-port", named + "---\n" + deploy(container={"ports": None}))
+
+
+# --- issue 12: provenance of rendered fields (validator/provenance.py) ---------------------------
+
+def test_value_index_points_only_at_an_unambiguous_value(tmp_path):
+    from validator.provenance import ValueIndex
+    (tmp_path / "chart").mkdir()
+    (tmp_path / "chart/values.yaml").write_text(
+        "resources:\n  requests: {memory: 256Mi}\n  limits: {memory: 1Gi}\nprobe: {port: http}\n"
+        "other: {port: http}\nreadinessProbe: {httpGet: {path: /ready}}\n")
+    (tmp_path / "v.yaml").write_text("resources:\n  limits:\n    memory: 128Mi\nreadinessProbe: null\n")
+    index = ValueIndex.of(tmp_path, "chart", ["v.yaml"])
+    obj = {"spec": {"resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "128Mi"}}, "port": "http"}}
+    req, lim = ("spec", "resources", "requests", "memory"), ("spec", "resources", "limits", "memory")
+    assert index.locate(obj, (lim,)) == ("v.yaml", 3)
+    assert index.locate(obj, (req, lim)) == ("v.yaml", 3)      # the override that changed something
+    assert index.locate(obj, (req,)) == ("chart/values.yaml", 2)
+    assert index.locate(obj, (("spec", "port"),)) is None       # 'http' under 'port' twice: ambiguous
+    assert index.locate(obj, (("spec", "readinessProbe"),)) == ("v.yaml", 4)  # removed by null
+    assert index.locate(obj, (("spec", "resources"),)) is None  # not a scalar

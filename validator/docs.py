@@ -41,6 +41,9 @@ def render() -> str:
         "      probes/missing-liveness: one-shot job, nothing to probe",
         "```",
         "",
+        "How these rules score on the labelled test corpora of Polaris, kube-linter and kube-score, "
+        "and every case where we disagree with them: [accuracy.md](accuracy.md).",
+        "",
         "| rule | severity | what it catches |",
         "|---|---|---|",
     ]

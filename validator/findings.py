@@ -96,3 +96,5 @@ class Problem:
     """
     message: str
     path: tuple = field(default_factory=tuple)
+    #: other fields the problem is about (a limit, for a request above it), for provenance
+    related: tuple = field(default_factory=tuple)

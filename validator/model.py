@@ -55,6 +55,8 @@ class Manifest:
     app: str | None = None
     cluster: str | None = None
     yaml: Document | None = None     # node graph, for line numbers inside a file we read
+    #: for a rendered object: where its scalar fields were set in the values (provenance.ValueIndex)
+    values: Any = None
 
     @property
     def kind(self) -> str:
@@ -143,6 +145,37 @@ def port_number(port) -> int | None:
     if isinstance(port, str) and port.strip().isdigit():
         return int(port.strip())
     return None
+
+
+def selector_matches(selector, labels) -> bool:
+    """Whether a LabelSelector (matchLabels and matchExpressions: In, NotIn, Exists,
+    DoesNotExist) selects ``labels``. An empty selector selects everything; a malformed one nothing."""
+    if not isinstance(selector, dict) or not isinstance(labels, dict):
+        return False
+    labels = {str(k): str(v) for k, v in labels.items()}
+    match = selector.get("matchLabels") or {}
+    exprs = selector.get("matchExpressions") or []
+    if not isinstance(match, dict) or not isinstance(exprs, list):
+        return False
+    if any(labels.get(str(k)) != str(v) for k, v in match.items()):
+        return False
+    for e in exprs:
+        if not isinstance(e, dict):
+            return False
+        key, op = str(e.get("key")), e.get("operator")
+        values = {str(v) for v in e.get("values") or [] if v is not None} \
+            if isinstance(e.get("values") or [], list) else set()
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True
 
 
 @dataclass

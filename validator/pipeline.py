@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, policy, render, schema, schemastore, tools
+from . import appsource, determinism, discover, policy, provenance, render, schema, schemastore, tools
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
@@ -225,6 +225,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     pending = [_App(m, m.cluster) for m in top]
     helm_runs = cache_hits = 0
     capped = False  # past limits.maxApplications
+    unrendered: dict[str | None, set[str]] = {}  # cluster -> apps that did not render
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         while pending:
             tools.check_deadline()
@@ -262,6 +263,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                     a.findings += vf
                     if ok:
                         jobs.append((a, req))
+                    else:
+                        unrendered.setdefault(a.cluster, set()).add(req.app)
             if jobs and helm is None:
                 helm = find_tool("helm", HELM_HINT)
             do_render = partial(determinism.render_checked, repo, helm=helm, cache=cache, timeout=config.limits.render_timeout)
@@ -269,6 +272,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
             pending = []
             for (a, req), r in zip(jobs, results, strict=True):
                 a.value_files += [posixpath.join(req.chart, "values.yaml"), *req.value_files]
+                if any(f.rule == "values/render-failed" for f in r.findings):
+                    unrendered.setdefault(a.cluster, set()).add(req.app)
+                index = provenance.ValueIndex.of(repo, req.chart, req.value_files)
+                for m in r.manifests:
+                    m.values = index
                 a.findings += r.findings
                 a.manifests += r.manifests
                 cache_hits += r.cached
@@ -287,7 +295,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         by_cluster.setdefault(m.cluster, []).append(m)
     contexts = {cluster: Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries,
                                  values={a.manifest.name: _value_docs(repo, a.value_files)
-                                         for a in apps.values() if a.cluster == cluster})
+                                         for a in apps.values() if a.cluster == cluster},
+                                 unrendered=frozenset(unrendered.get(cluster, ())))
                 for cluster, objs in by_cluster.items()}
     scope = _Scope.of(opts, apps, disc)
     scope.widen(apps, contexts)

@@ -43,9 +43,15 @@ def parse_skips(m: Manifest) -> tuple[dict[str, str], list[str]]:
     return skips, unreasoned
 
 
-def locate(m: Manifest, path: tuple, repo: Path | None = None) -> tuple[str | None, int | None]:
-    if m.line is None and repo is not None and path:  # rendered: the file is the chart template
-        return m.file, template_line(repo, m.file, path, _value_at(m.doc, path))
+def locate(m: Manifest, path: tuple, repo: Path | None = None, related: tuple = ()) -> tuple[str | None, int | None]:
+    """Where to point: the line inside a file we read; for a rendered object, the value file line
+    that set the field (or a related one) when provenance finds it, else the template line."""
+    if m.line is None and path:
+        found = m.values.locate(m.doc, (path, *related)) if m.values is not None else None
+        if found is not None:
+            return found
+        if repo is not None:  # rendered: the file is the chart template
+            return m.file, template_line(repo, m.file, path, _value_at(m.doc, path))
     return m.file, m.line_of(path) if path else m.line
 
 
@@ -106,8 +112,10 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 out.append(unreadable(m, rule.id, e))
                 continue
             for problem in problems:
-                file, line = locate(m, problem.path, repo)
+                file, line = locate(m, problem.path, repo, problem.related)
                 msg = problem.message
+                if file != m.file and m.file:
+                    msg += f" (set here, rendered by {m.file})"
                 if rule.id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
                 out.append(Finding(rule.id, severity, msg, file, line, m.ref, m.app))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import json
 import math
 import re
@@ -225,24 +224,88 @@ def _known_paths(values: Any, prefix: tuple = ()) -> set[tuple]:
     return out
 
 
-def _unknown_keys(override: Any, chart: Any, rel: str, doc: Document, app: str) -> list[Finding]:
-    found: list[Finding] = []
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
 
-    def walk(o: Any, c: Any, path: tuple) -> None:
+
+def _typo_of(key: str, siblings: list[str]) -> str | None:
+    """The sibling ``key`` is a typo of: the same key but for case and ``_ - .``, or at most two
+    edits away (one for keys of up to four characters). A new key that merely resembles a
+    sibling (``FEATURE_TODO`` next to ``FEATURE_CHAT``) gets no "did you mean"."""
+    def norm(k: str) -> str:
+        return re.sub(r"[_\-.]", "", k.lower())
+    budget = 1 if len(key) <= 4 else 2
+    best = min(siblings, key=lambda s: (norm(s) != norm(key), _edits(key, s)), default=None)
+    if best is not None and (norm(best) == norm(key) or _edits(key, best) <= budget):
+        return best
+    return None
+
+
+def _resolve(schema: Any, root: dict) -> Any:
+    """A schema node with its local ``$ref`` (``#/definitions/x``) followed, a bounded number of times."""
+    for _ in range(16):
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            return schema
+        node: Any = root
+        for part in ref[2:].split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        schema = node
+    return schema
+
+
+def _schema_child(schema: Any, key: str, root: dict) -> tuple[bool, Any]:
+    """(whether the schema declares or opens ``key``, the schema below it). A map is open when it
+    says so (``additionalProperties`` true or a schema, or a matching ``patternProperties``); an
+    absent ``additionalProperties`` does not open it: a typo would pass unseen."""
+    schema = _resolve(schema, root)
+    if not isinstance(schema, dict):
+        return False, None
+    props = schema.get("properties")
+    if isinstance(props, dict) and key in props:
+        return True, props[key]
+    patterns = schema.get("patternProperties")
+    for pattern, sub in (patterns.items() if isinstance(patterns, dict) else ()):
+        try:
+            if re.search(pattern, key):
+                return True, sub
+        except re.error:
+            continue
+    extra = schema.get("additionalProperties")
+    if extra is True or isinstance(extra, dict):
+        return True, extra if isinstance(extra, dict) else None
+    return False, None
+
+
+def _unknown_keys(override: Any, chart: Any, rel: str, doc: Document, app: str,
+                  schema: dict | None = None) -> list[Finding]:
+    """Override keys the chart knows neither from its values.yaml nor from its values.schema.json."""
+    found: list[Finding] = []
+    root = schema if isinstance(schema, dict) else {}
+
+    def walk(o: Any, c: Any, s: Any, path: tuple) -> None:
         if not isinstance(o, dict) or not isinstance(c, dict) or not c:
             return  # an empty or non-map chart default accepts anything below it
         for k, v in o.items():
             if path == () and k == "global":
                 continue
-            if k not in c:
-                hint = difflib.get_close_matches(str(k), [str(x) for x in c], 1)
+            declared, sub = _schema_child(s, str(k), root)
+            if k not in c and not declared:
+                hint = _typo_of(str(k), [str(x) for x in c])
                 dotted = ".".join(map(str, path + (k,)))
                 found.append(Finding("values/unknown-key", Severity.ERROR,
-                                     f"{dotted!r} is not a value of the chart" + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+                                     f"{dotted!r} is not a value of the chart" + (f" (did you mean {hint!r}?)" if hint else ""),
                                      rel, doc.line_of(path + (k,)), None, app))
-            else:
-                walk(v, c[k], path + (k,))
-    walk(override, chart, ())
+            elif k in c:
+                walk(v, c[k], sub, path + (k,))
+    walk(override, chart, root, ())
     return found
 
 
@@ -259,6 +322,11 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
     chart_doc, fs = _layer(repo, f"{req.chart}/values.yaml") if (repo / req.chart / "values.yaml").is_file() else (None, [])
     findings += fs
     chart_values = chart_doc.data if chart_doc and isinstance(chart_doc.data, dict) else {}
+    schema_file = repo / req.chart / "values.schema.json"
+    try:  # for values/unknown-key: the maps the schema opens; a broken schema is reported below
+        values_schema = json.loads(schema_file.read_text(encoding="utf-8")) if schema_file.is_file() else None
+    except (OSError, ValueError):
+        values_schema = None
     layers: list[tuple[str, Document]] = []
     for rel in req.value_files:
         doc, fs = _layer(repo, rel)
@@ -269,11 +337,10 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
                                         rel, doc.line, None, req.app))
                 continue
             layers.append((rel, doc))
-            findings += _unknown_keys(doc.data, chart_values, rel, doc, req.app)
+            findings += _unknown_keys(doc.data, chart_values, rel, doc, req.app, values_schema)
             findings += _literal_secrets(doc.data, rel, doc, req.app)
     if any(f.rule.startswith("yaml/") for f in findings):
         return findings, False
-    schema_file = repo / req.chart / "values.schema.json"
     if not schema_file.is_file():
         return findings, not any(f.rule == "values/unknown-key" for f in findings)
     rel_schema = f"{req.chart}/values.schema.json"

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Callable, Iterable, Mapping
 
 from ..findings import Problem, Severity
-from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels, port_number
+from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels, port_number, selector_matches
 from ..yamlio import Document
 
 
@@ -51,6 +51,9 @@ class Context:
     #: app -> (file, document) of the values it was rendered with, chart defaults first, so a
     #: finding about a rendered value can point at the line that set it
     values: Mapping[str, tuple[tuple[str, Document], ...]] = field(default_factory=dict)
+    #: apps of the cluster that did not render (a values error, a helm failure): what they would
+    #: have rendered is unknown, so references into them are not checked
+    unrendered: frozenset[str] = field(default_factory=frozenset)
 
     # --- look-ups --------------------------------------------------------------------------------
 
@@ -91,6 +94,24 @@ class Context:
             if not found:
                 return []
         return [w for w in self._workloads_by_namespace.get(namespace, ()) if id(w) in found]
+
+    def workloads_selected(self, namespace: str | None, selector: dict) -> list[Manifest]:
+        """The workloads (not hooks) in ``namespace`` whose pod template labels the LabelSelector
+        ``selector`` (matchLabels and matchExpressions) matches; narrowed by the label index first."""
+        match_labels = selector.get("matchLabels")
+        candidates = (self.workloads_selected_by(namespace, match_labels) if isinstance(match_labels, dict)
+                      and match_labels else self.workloads_in(namespace))
+        return [w for w in candidates if selector_matches(selector, _labels_or_none(w))]
+
+    def services_selecting(self, namespace: str | None, labels: dict) -> list[Manifest]:
+        """The Services in ``namespace`` whose (map) selector selects pods with ``labels``."""
+        out = []
+        for s in self.in_namespace("Service", namespace):
+            spec = s.doc.get("spec")
+            sel = spec.get("selector") if isinstance(spec, dict) else None
+            if isinstance(sel, dict) and sel and selector_matches({"matchLabels": sel}, labels):
+                out.append(s)
+        return out
 
     def services_with_node_port(self, port: int) -> list[tuple[str, str, int]]:
         """(namespace or "", name, index in spec.ports) of every Service port asking for ``port``."""
@@ -178,6 +199,22 @@ class Context:
 def _matches(labels: dict | None, selector: dict) -> bool:
     return labels is not None and all(k in labels and str(labels.get(k)) == str(v) for k, v in selector.items())
 
+
+    def workloads_selected(self, namespace: str | None, selector: dict) -> list[Manifest]:
+        """The workloads (not hooks) in ``namespace`` whose pod template labels the LabelSelector
+        ``selector`` matches (``model.selector_matches``)."""
+        return [w for kind in sorted(WORKLOAD_KINDS) for w in self.in_namespace(kind, namespace)
+                if not w.is_hook() and selector_matches(selector, pod_labels(w))]
+
+    def services_selecting(self, namespace: str | None, labels: dict) -> list[Manifest]:
+        """The Services in ``namespace`` whose (map) selector selects pods with ``labels``."""
+        out = []
+        for s in self.in_namespace("Service", namespace):
+            spec = s.doc.get("spec")
+            sel = spec.get("selector") if isinstance(spec, dict) else None
+            if isinstance(sel, dict) and sel and selector_matches({"matchLabels": sel}, labels):
+                out.append(s)
+        return out
 
 
 Check = Callable[[Manifest, Context], Iterable[Problem]]

@@ -10,7 +10,7 @@ from collections.abc import Set
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import Manifest, containers, pod_labels, pod_template, port_number, sequence
+from ..model import Manifest, containers, pod_labels, pod_template, port_number, selector_matches, sequence
 from .base import Context, Rule, node_ports
 from .examples import example_deployment
 from .secrets import pod_refs, qualified
@@ -75,6 +75,8 @@ def check_target_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
         number = port_number(target)
         for w in workloads:
             ports = [p for c in containers(w) if c.long_running for p in c.ports()]
+            if number is not None and not ports:
+                continue  # no declared ports: the app may listen on any, Kubernetes routes there anyway
             if number is None:
                 ok = any(p.get("name") == target for p in ports)
             else:
@@ -192,8 +194,9 @@ def _check_urls(text: str, where: str, m: Manifest, ctx: Context, path: tuple) -
         ns, name = target
         service = ctx.find("Service", ns, name)
         if service is None:
-            yield Problem(f"{where} points at {url}, but there is no Service {qualified(ns, name)}; "
-                          "fix the host or render the Service", path)
+            if not ctx.unrendered:  # else not checked: the Service may be in an app that did not render
+                yield Problem(f"{where} points at {url}, but there is no Service {qualified(ns, name)}; "
+                              "fix the host or render the Service", path)
             continue
         if _spec(service).get("type") == "ExternalName":
             continue
@@ -244,6 +247,115 @@ def check_in_cluster_url(m: Manifest, ctx: Context) -> Iterable[Problem]:
         yield from _check_urls(text, where, m, ctx, path)
 
 
+# --- Ingress, HPA, PodDisruptionBudget, workload selectors ---------------------------------------
+
+def _ingress_backends(m: Manifest) -> Iterator[tuple[dict, tuple]]:
+    """(backend.service, its path) of an Ingress: the default backend and every rule path."""
+    spec = _spec(m)
+    default = spec.get("defaultBackend")
+    if isinstance(default, dict) and isinstance(default.get("service"), dict):
+        yield default["service"], ("spec", "defaultBackend", "service")
+    for i, rule in enumerate(spec.get("rules") or []):
+        http = rule.get("http") if isinstance(rule, dict) else None
+        for j, p in enumerate((http.get("paths") or []) if isinstance(http, dict) else []):
+            backend = p.get("backend") if isinstance(p, dict) else None
+            if isinstance(backend, dict) and isinstance(backend.get("service"), dict):
+                yield backend["service"], ("spec", "rules", i, "http", "paths", j, "backend", "service")
+
+
+def check_ingress_backend(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    if m.kind != "Ingress":
+        return
+    ns = m.namespace
+    for svc, path in _ingress_backends(m):
+        name = svc.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        service = ctx.find("Service", ns, name)
+        if service is None:
+            yield Problem(f"Ingress {qualified(ns, m.name)} routes to Service {qualified(ns, name)}, which is "
+                          "not rendered in that namespace; fix the backend's service name", path + ("name",))
+            continue
+        port = svc.get("port")
+        if not isinstance(port, dict):
+            continue
+        ports = [p for p in _spec(service).get("ports") or [] if isinstance(p, dict)]
+        shown = ", ".join(f"{p['name']} {p.get('port')}" if p.get("name") else str(p.get("port"))
+                          for p in ports) or "no ports"
+        if port.get("name") not in (None, ""):
+            if not any(p.get("name") == port["name"] for p in ports):
+                yield Problem(f"Ingress {qualified(ns, m.name)} routes to port name {port['name']!r} of Service "
+                              f"{qualified(ns, name)}, which has no port of that name (its ports: {shown})",
+                              path + ("port", "name"))
+        elif port_number(port.get("number")) is not None:
+            if not any(port_number(p.get("port")) == port_number(port["number"]) for p in ports):
+                yield Problem(f"Ingress {qualified(ns, m.name)} routes to port {port['number']} of Service "
+                              f"{qualified(ns, name)}, which does not expose it (its ports: {shown})",
+                              path + ("port", "number"))
+
+
+#: Kinds an HPA can scale that are always checked; any other kind only when objects of it are rendered.
+SCALABLE_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "ReplicationController")
+
+
+def check_hpa_target(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    if m.kind != "HorizontalPodAutoscaler":
+        return
+    ref = _spec(m).get("scaleTargetRef")
+    if not isinstance(ref, dict) or not isinstance(ref.get("kind"), str) or not isinstance(ref.get("name"), str):
+        return
+    kind, name, ns = ref["kind"], ref["name"], m.namespace
+    if kind not in SCALABLE_KINDS and not ctx.in_namespace(kind, ns):
+        return  # a custom resource (an Argo Rollout, ...) we cannot see
+    if ctx.find(kind, ns, name) is None:
+        yield Problem(f"HorizontalPodAutoscaler {qualified(ns, m.name)} scales {kind} {qualified(ns, name)}, "
+                      "which is not rendered in that namespace; the autoscaler does nothing "
+                      "(FailedGetScale). Fix scaleTargetRef", ("spec", "scaleTargetRef", "name"))
+
+
+def _selector_text(sel: dict) -> str:
+    parts = [f"{k}={v}" for k, v in (sel.get("matchLabels") or {}).items()] \
+        if isinstance(sel.get("matchLabels"), dict) else []
+    for e in sel.get("matchExpressions") or [] if isinstance(sel.get("matchExpressions"), list) else []:
+        if isinstance(e, dict):
+            values = ",".join(map(str, e.get("values") or [])) if isinstance(e.get("values"), list) else ""
+            parts.append(f"{e.get('key')} {e.get('operator')}" + (f" ({values})" if values else ""))
+    return ", ".join(parts) or "everything"
+
+
+def check_pdb_selector(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    if m.kind != "PodDisruptionBudget":
+        return
+    sel = _spec(m).get("selector")
+    if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
+        return  # no selector, or {} (every pod of the namespace in policy/v1)
+    if ctx.workloads_selected(m.namespace, sel):
+        return
+    yield Problem(f"PodDisruptionBudget {qualified(m.namespace, m.name)} selects {_selector_text(sel)}, but no "
+                  f"pod template in namespace {m.namespace or '(none)'} has these labels; it protects "
+                  "nothing. Fix spec.selector", ("spec", "selector"))
+
+
+#: Workloads whose spec.selector must select their own pod template (the API server checks it).
+SELECTING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
+
+
+def check_workload_selector(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    if m.kind not in SELECTING_KINDS or "selector" not in _spec(m):
+        return  # a missing selector is a schema/invalid finding (required field)
+    sel = _spec(m).get("selector")
+    if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
+        yield Problem(f"{m.kind} {qualified(m.namespace, m.name)} has an empty spec.selector; the API "
+                      "server rejects it. Select the pod template's labels", ("spec", "selector"))
+        return
+    labels = pod_labels(m)
+    if not selector_matches(sel, labels):
+        shown = _labels_text(labels) if isinstance(labels, dict) and labels else "none"
+        yield Problem(f"{m.kind} {qualified(m.namespace, m.name)} selects {_selector_text(sel)}, but its pod "
+                      f"template's labels ({shown}) do not match; the API server rejects it "
+                      "(`selector` does not match template `labels`)", ("spec", "selector"))
+
+
 # --- examples -------------------------------------------------------------------------------
 
 def _service(name: str = "web", selector: str = "{app: web}", ports: str = "[{port: 80, targetPort: http}]",
@@ -264,6 +376,31 @@ def _cm_reader(key: str) -> str:
     return example_deployment(container={**_CM_ENV, "env": _CM_ENV["env"] % key})
 
 
+def _ingress(service: str = "web", port: str = "{name: http}") -> str:
+    return ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n"
+            "  rules:\n  - http:\n      paths:\n      - path: /\n        pathType: Prefix\n"
+            f"        backend: {{service: {{name: {service}, port: {port}}}}}\n")
+
+
+def _hpa(target: str) -> str:
+    return ("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n"
+            f"  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {target}}}\n"
+            "  minReplicas: 2\n  maxReplicas: 5\n")
+
+
+def _pdb(selector: str) -> str:
+    return ("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\n"
+            f"spec: {{minAvailable: 1, selector: {selector}}}\n")
+
+
+_NAMED_PORT = "[{name: http, port: 80, targetPort: http}]"
+
+
+def _selecting(selector: str) -> str:
+    """The example Deployment with its spec.selector replaced."""
+    return example_deployment().replace("  selector: {matchLabels: {app: web}}\n", f"  selector: {selector}\n")
+
+
 _CONFIG = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config}\ndata: {%s}\n"
 _NODEPORT = "[{port: 80, targetPort: http, nodePort: %d}]"
 
@@ -280,7 +417,8 @@ RULES = [
          "a Service targetPort (name or number; default: the port) that is not a container port of the "
          "pods it selects",
          "Traffic sent to a port the container does not declare goes nowhere (a named targetPort "
-         "that no container defines never resolves), so the Service has no working endpoint.",
+         "that no container defines never resolves), so the Service has no working endpoint. A "
+         "numeric targetPort is checked only against pods that declare their ports.",
          _with(_service(ports="[{port: 80, targetPort: web}]"), example_deployment()),
          _with(_service(), example_deployment()),
          check_target_port),
@@ -318,4 +456,39 @@ RULES = [
          _with(_CONFIG % "API_URL: 'http://web:8080/api'", _service(), example_deployment()),
          _with(_CONFIG % "API_URL: 'http://web:80/api'", _service(), example_deployment()),
          check_in_cluster_url),
+    Rule("refs/ingress-backend", Severity.ERROR,
+         "an Ingress backend naming a Service that is not rendered in its namespace, or a port (name or "
+         "number) that Service does not expose",
+         "The ingress controller answers 503 for a backend whose Service or port does not exist, while "
+         "the Ingress itself is accepted and Argo CD shows it Healthy. Usually a Service or its port "
+         "renamed in one chart only.",
+         _with(_ingress(port="{number: 8080}"), _service(ports=_NAMED_PORT), example_deployment()),
+         _with(_ingress(), _service(ports=_NAMED_PORT), example_deployment()),
+         check_ingress_backend),
+    Rule("refs/hpa-target", Severity.ERROR,
+         "a HorizontalPodAutoscaler whose scaleTargetRef names a Deployment, StatefulSet or ReplicaSet "
+         "that is not rendered in its namespace",
+         "An autoscaler without its target scales nothing (`FailedGetScale`), and the workload it was "
+         "meant for keeps a fixed replica count under load. Custom kinds (an Argo Rollout) are checked "
+         "only when objects of that kind are rendered.",
+         _with(_hpa("wbe"), example_deployment()),
+         _with(_hpa("web"), example_deployment()),
+         check_hpa_target),
+    Rule("refs/pdb-selector", Severity.ERROR,
+         "a PodDisruptionBudget whose selector (matchLabels, matchExpressions) matches the pod template "
+         "of no workload in its namespace",
+         "A PodDisruptionBudget that selects no pod protects nothing: a node drain evicts every replica "
+         "at once. Usually labels renamed in the workload only.",
+         _with(_pdb("{matchLabels: {app: wbe}}"), example_deployment()),
+         _with(_pdb("{matchExpressions: [{key: app, operator: In, values: [web]}]}"), example_deployment()),
+         check_pdb_selector),
+    Rule("refs/workload-selector", Severity.ERROR,
+         "a Deployment, StatefulSet, DaemonSet or ReplicaSet whose spec.selector (matchLabels, "
+         "matchExpressions) does not match its own pod template labels, or is empty",
+         "The API server rejects such a workload (`selector does not match template labels`), so the "
+         "sync fails; kubeconform's schemas cannot see it. The selector is also immutable: fixing it "
+         "later means deleting the workload.",
+         _selecting("{matchLabels: {app: web, tier: api}}"),
+         _selecting("{matchExpressions: [{key: app, operator: Exists}]}"),
+         check_workload_selector),
 ]

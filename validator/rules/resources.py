@@ -90,7 +90,8 @@ def check_request_le_limit(m: Manifest, ctx: Context) -> Iterable[Problem]:
             if r is not None and lim is not None and r > lim:
                 yield Problem(f"{c.label} requests {req} {name} but is limited to {limits[name]}; "
                               f"a request may not exceed its limit (the API server rejects the pod)",
-                              c.path + ("resources", "requests", name))
+                              c.path + ("resources", "requests", name),
+                              related=(c.path + ("resources", "limits", name),))
 
 
 _RES = "requests: {cpu: %s, memory: %s}\nlimits: {cpu: %s, memory: %s}"

@@ -24,20 +24,88 @@ SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 SA_TOKEN_KEYS = frozenset({"token", "ca.crt", "namespace"})
 
 
+#: Whole words (of a key split at ``_ - .`` and camelCase) that end a secret's name: ``DB_PASS``,
+#: ``NEXTAUTH_SECRET``, ``BETTER_AUTH_SECRET``.
+SECRET_LAST_WORDS = frozenset({"pass", "secret"})
+#: Words after which a key names a secret (or where it lives) rather than holding it.
+NAMING_WORDS = frozenset({"name", "names", "namespace", "ref", "path", "file", "dir", "mount", "keys"})
+#: Words before "secret" that make the key name a Secret object (``existingSecret``).
+NAMING_PREFIXES = frozenset({"existing", "use", "create"})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+#: PEM and OpenSSH private keys, also hand-mangled ones (fewer dashes, extra spaces).
+_PRIVATE_KEY = re.compile(r"-{3,}\s*BEGIN\s+(?:[A-Z0-9]+\s+)*PRIVATE\s+KEY(?:\s+BLOCK)?\s*-{3,}", re.I)
+#: Well-known credential variables whose names the generic endings miss.
+WELL_KNOWN_SECRET_NAMES = re.compile(r"AZURE_\w*KEY|OCI_CLI_KEY_CONTENT", re.I)
+#: Well-known token formats: (what, pattern). Prefixes plus a minimum length keep ordinary words out.
+TOKEN_PATTERNS = (
+    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
+    ("a GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")),
+    ("a Groq API key", re.compile(r"\bgsk_[A-Za-z0-9]{20,}")),
+    ("an OpenAI or Anthropic API key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}")),
+    ("a Stripe key", re.compile(r"\b[sr]k_live_[A-Za-z0-9]{16,}")),
+    ("a Google API key", re.compile(r"\bAIza[A-Za-z0-9_-]{35}\b")),
+)
+#: A URL with user and password before the host, the password not a $(VAR) / ${VAR} reference.
+_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]+:([^\s/@]+)@[^\s]")
+
+
+def _words(key: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(key)]
+
+
+def secret_name(key: str) -> bool:
+    """Whether a key (env var name, values key, ConfigMap key) names a secret value: it ends, once
+    lowercased without ``_ - .``, with a secret-ish word (password, token, apikey, databaseurl, ...),
+    its last word is ``pass`` or ``secret`` (``DB_PASS``, ``NEXTAUTH_SECRET``), or it is an
+    upper-case ``SECRET_*``. Keys that name a Secret object or its location (``existingSecret``,
+    ``secretName``, ``SECRET_NAME``, ``tokenPath``) and a bare ``secret`` do not."""
+    if not isinstance(key, str):
+        return False
+    words = _words(key)
+    if not words or words[-1] in NAMING_WORDS:
+        return False
+    norm = re.sub(r"[_\-.]", "", key.lower())
+    if norm.endswith(SECRET_SUFFIXES) or WELL_KNOWN_SECRET_NAMES.fullmatch(key):
+        return True
+    if len(words) > 1 and words[-1] in SECRET_LAST_WORDS and words[-2] not in NAMING_PREFIXES:
+        return True
+    return bool(re.fullmatch(r"SECRET_[A-Z0-9_]+", key))
+
+
+def secret_value(value) -> str | None:
+    """What a string is when it is a secret whatever its key ("a private key", "a GitHub token",
+    "a URL with a password"), else None."""
+    if not isinstance(value, str):
+        return None
+    if _PRIVATE_KEY.search(value):
+        return "a private key"
+    for what, pattern in TOKEN_PATTERNS:
+        if pattern.search(value):
+            return what
+    for match in _URL_PASSWORD.finditer(value):
+        password = match.group(1)
+        if not (_VAR_REF.fullmatch(password) or re.fullmatch(r"\$\{[^}]*\}|\{\{.*\}\}|\*+", password)):
+            return "a URL with a password"
+    return None
+
+
 def looks_secret(key: str, value) -> bool:
     """Whether ``key: value`` looks like a secret written out in clear text.
 
-    True when the key, lowercased and without ``_ - .``, ends with a secret-ish word (password,
-    token, apikey, databaseurl, ...) and the value is a non-empty string that is not (and does not
-    embed, as in ``postgres://app:$(DB_PASSWORD)@db/app``) a ``$(VAR)`` reference. ``existingSecret``, ``secretName`` and ``keys`` name secrets, they are not secrets.
+    True when the value is a non-empty string that is not (and does not embed, as in
+    ``postgres://app:$(DB_PASSWORD)@db/app``) a ``$(VAR)`` reference and the key names a secret
+    (``secret_name``), or when the value is a secret whatever the key (``secret_value``: a private
+    key, a well-known token, a URL with a password).
     """
     if not isinstance(key, str) or not isinstance(value, str):
         return False
-    norm = re.sub(r"[_\-.]", "", key.lower())
-    if not norm.endswith(SECRET_SUFFIXES):
-        return False
+    if secret_value(value):
+        return True
     value = value.strip()
-    return bool(value) and not _VAR_REF.search(value)
+    return bool(value) and secret_name(key) and not _VAR_REF.search(value)
 
 
 # --- references from a pod spec to Secrets and ConfigMaps (shared with refs/) -----------------
@@ -192,13 +260,29 @@ def check_data_in_git(m: Manifest, ctx: Context) -> Iterable[Problem]:
                           f"outside git and declare it in {_where_declared(ctx)}", (field,))
 
 
+def _why_secret(key: str, value: str) -> str:
+    what = secret_value(value)
+    return f"is {what}" if what else "looks like a secret (by its name)"
+
+
 def check_literal_value(m: Manifest, ctx: Context) -> Iterable[Problem]:
     for c in containers(m):
         for i, env in enumerate(sequence(c.spec.get("env"))):
             if isinstance(env, dict) and looks_secret(str(env.get("name", "")), env.get("value")):
-                yield Problem(f"{c.label} env {env.get('name')} has a literal value that looks like a "
-                              "secret; read it from a Secret (valueFrom.secretKeyRef) created outside git",
-                              c.path + ("env", i, "value"))
+                yield Problem(f"{c.label} env {env.get('name')} has a literal value that "
+                              f"{_why_secret(str(env.get('name', '')), env['value'])}; read it from a Secret "
+                              "(valueFrom.secretKeyRef) created outside git", c.path + ("env", i, "value"))
+
+
+def check_configmap_data(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    if m.kind != "ConfigMap":
+        return
+    data = m.doc.get("data")
+    for key, value in (data.items() if isinstance(data, dict) else ()):
+        if looks_secret(str(key), value):
+            yield Problem(f"ConfigMap {qualified(m.namespace, m.name)} key {key} "
+                          f"{_why_secret(str(key), value)}; ConfigMaps are stored and shown in clear text: "
+                          "move it to a Secret created outside git", ("data", key))
 
 
 # --- examples -------------------------------------------------------------------------------
@@ -215,6 +299,10 @@ type: kubernetes.io/service-account-token
 def _reads(env: str, extra_pod: dict | None = None) -> str:
     return example_deployment(pod=extra_pod, container={"env": env})
 
+
+# Built by concatenation: no secret-looking literal in the source (detect-secrets runs in pre-commit).
+_PEM = "-----BEGIN " + "PRIVATE KEY-----\\nMIIEv...\\n-----END " + "PRIVATE KEY-----"
+_CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config}\ndata:\n  LOG_LEVEL: info\n%s"
 
 _ENV_REF = "[{name: API_TOKEN, valueFrom: {secretKeyRef: {name: %s, key: %s}}}]"
 
@@ -250,11 +338,22 @@ RULES = [
          check_data_in_git),
     Rule("secrets/literal-value", Severity.ERROR,
          "a container env var with a literal value whose name looks secret (…PASSWORD, …TOKEN, "
-         "…API_KEY, DATABASE_URL, …)",
+         "…API_KEY, DATABASE_URL, …_SECRET, SECRET_*, …_PASS) or that is a private key, a well-known "
+         "token or a URL with a password whatever the name",
          "A literal env value is part of the manifest: it lands in git, in Argo CD's UI and diff, and "
          "in `kubectl get -o yaml` for everyone who can read the Deployment. Read secret values from a "
          "Secret with `valueFrom.secretKeyRef` instead.",
          _reads("[{name: API_TOKEN, value: 'sk-live-4f9a2c'}]"),
          _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "token")),
          check_literal_value),
+    Rule("secrets/configmap-data", Severity.ERROR,
+         "a ConfigMap data entry whose key names a secret (…PASSWORD, …TOKEN, …_SECRET, SECRET_*, "
+         "…_PASS) or whose value is a private key, a well-known token (GitHub, GitLab, Slack, AWS, "
+         "Groq, OpenAI, Stripe, Google) or a URL with a password",
+         "A ConfigMap is not meant for secrets: it lands in git, Argo CD shows it in clear text in "
+         "its UI and diffs, and every pod and user allowed to read ConfigMaps can read it. Put the "
+         "value in a Secret created outside git and reference it from the pod.",
+         _CONFIGMAP % f'  TLS_KEY: "{_PEM}"\n',
+         _CONFIGMAP % "  DATABASE_HOST: db.example.com\n",
+         check_configmap_data),
 ]

@@ -16,9 +16,13 @@ RULES = [
          "# clusters/minikube/values/todo-backend.yaml\nreplicaCount: two\n",
          "# clusters/minikube/values/todo-backend.yaml\nreplicaCount: 2\n"),
     Rule("values/unknown-key", Severity.ERROR,
-         "a key in an override value file that the chart's `values.yaml` does not have",
+         "a key in an override value file that neither the chart's `values.yaml` nor its "
+         "`values.schema.json` has",
          "Helm ignores keys no template reads: a misspelt `resources.limit` ships with no limit at "
-         "all and nobody notices. Maps the chart leaves open (`podAnnotations: {}`) accept any key.",
+         "all and nobody notices. Maps the chart leaves open accept any key: empty in `values.yaml` "
+         "(`podAnnotations: {}`), or opened by the schema (`additionalProperties` true or a schema, "
+         "a matching `patternProperties`). \"Did you mean\" names a sibling only when the key is a "
+         "likely typo of it (the same but for case and `_ - .`, or at most two edits away).",
          "resources:\n  limit: {cpu: 500m}   # did you mean 'limits'?\n",
          "resources:\n  limits: {cpu: 500m}\n"),
     Rule("values/render-failed", Severity.ERROR,
