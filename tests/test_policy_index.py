@@ -170,10 +170,11 @@ def _compare(old: tuple[int, dict, set[str]], new_code: int, new: dict) -> None:
     code, report, rules = old
     # rules added after BASELINE are not part of the comparison
     # what was found, on which object: later work (provenance, bounded messages) changes where a
-    # finding points and how it reads, never what the indexes find
+    # finding points and how it reads (so two clusters' findings no longer merge into one), never
+    # what the indexes find
     def found(findings: list[dict]) -> list[tuple]:
-        return sorted((f["rule"], f["severity"], f["app"] or "", json.dumps(f["object"], sort_keys=True))
-                      for f in findings if f["rule"] in rules)
+        return sorted({(f["rule"], f["severity"], f["app"] or "", json.dumps(f["object"], sort_keys=True))
+                       for f in findings if f["rule"] in rules})
     assert found(new["findings"]) == found(report["findings"])
     assert new_code == code
     assert report["findings"], "the planted defects found nothing: the comparison would prove nothing"
