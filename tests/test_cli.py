@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import ROOT, TOOLS, run_cli, tool_env
+from conftest import ROOT, TOOLS, VERSIONS, run_cli, tool_env
 
 GOOD = (ROOT / "tests" / "manifests" / "good.yaml").read_text()
 
@@ -95,9 +95,13 @@ def test_kubeconform_missing_is_exit_2_with_instructions(tmp_path):
     (bindir / "helm").symlink_to(TOOLS / "helm")  # helm alone: kubeconform is missing
     env = tool_env(str(bindir))
     env["PATH"] = f"{bindir}{os.pathsep}{Path(env['PATH'].split(os.pathsep)[1])}{os.pathsep}/usr/bin:/bin"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # no tools from `gitops-validate tools install`
     r = run_cli("--format", "json", env=env)
     assert r.code == 2 and r.out == ""
-    assert "kubeconform not found" in r.err and "make setup" in r.err
+    # The one command that installs the pinned version, and the doctor; not this repo's `make`.
+    assert "kubeconform not found" in r.err and "make" not in r.err
+    assert f"kubeconform/releases/download/{VERSIONS['KUBECONFORM_VERSION']}/" in r.err  # no Go on this PATH
+    assert "gitops-validate doctor" in r.err
 
 
 def test_helm_missing_is_exit_2(tmp_path):
@@ -106,8 +110,9 @@ def test_helm_missing_is_exit_2(tmp_path):
     (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
     env = tool_env(str(bindir))
     env["PATH"] = f"{bindir}{os.pathsep}{Path(env['PATH'].split(os.pathsep)[1])}{os.pathsep}/usr/bin:/bin"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     r = run_cli("--no-cache", env=env)
-    assert r.code == 2 and "helm not found" in r.err
+    assert r.code == 2 and "helm not found" in r.err and f"helm-{VERSIONS['HELM_VERSION']}-" in r.err
 
 
 def test_bad_config_is_exit_2_with_the_reason(tmp_path):

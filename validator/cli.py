@@ -63,6 +63,10 @@ def _relative(paths: list[str], repo: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["doctor"], ["tools"]):  # subcommands; a repo file named so is passed as ./doctor
+        from . import tools
+        return tools.main(argv)
     args = _parser().parse_args(argv)
     if args.list_rules:
         for rule in REGISTRY.values():

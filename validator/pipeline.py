@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, discover, policy, render, schema, schemastore
+from . import appsource, discover, policy, render, schema, schemastore, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
@@ -51,30 +50,35 @@ class Result:
     cache_hits: int = 0
 
 
-def find_tool(name: str, hint: str) -> str:
-    path = shutil.which(name)
+def find_tool(name: str) -> str:
+    path = tools.locate(name)
     if not path:
-        raise CannotRun(f"{name} not found on PATH. {hint}")
+        raise CannotRun(tools.missing_hint(name))
     return path
 
 
-HELM_HINT = ("Install it with `make setup` (builds helm v4 into .tools/bin; `make validate` puts it on PATH) "
-             "or `go install helm.sh/helm/v4/cmd/helm@v4.2.1`.")
-KUBECONFORM_HINT = ("Install it with `make setup` (builds it into .tools/bin) or "
-                    "`go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0`.")
+def schema_root(opts: Options) -> Path | None:
+    """The schema tree given (--schema-dir, GITOPS_VALIDATE_SCHEMA_DIR, config schemaDir), or None:
+    the user's cache, built on first use from the installed packages."""
+    if opts.schema_dir or os.environ.get("GITOPS_VALIDATE_SCHEMA_DIR"):
+        return opts.schema_dir or Path(os.environ["GITOPS_VALIDATE_SCHEMA_DIR"])
+    return opts.repo / opts.config.schema_dir if opts.config.schema_dir else None
 
 
-def schema_root(opts: Options) -> Path:
-    root = opts.schema_dir or (Path(os.environ["GITOPS_VALIDATE_SCHEMA_DIR"]) if os.environ.get("GITOPS_VALIDATE_SCHEMA_DIR")
-                               else opts.repo / (opts.config.schema_dir or ".tools/schemas"))
-    return root
-
-
-def _require_schemas(root: Path, version: str) -> None:
+def _require_schemas(root: Path | None, version: str) -> Path:
+    if root is None:
+        try:
+            return schemastore.user_schemas(userdirs.schema_dir(), version)
+        except SystemExit as e:  # no such minor in kubernetes-validate
+            raise CannotRun(f"cannot build the Kubernetes schemas: {e}") from None
+        except OSError as e:
+            raise CannotRun(f"cannot build the Kubernetes schemas in {userdirs.schema_dir()}: {e}") from None
     d = schemastore.kubernetes_schema_dir(root, version)
     if not d.is_dir():
         raise CannotRun(f"no offline schemas for Kubernetes {schemastore.kubernetes_minor(version)} in {d}. "
-                        "Run `make setup` (or pass --schema-dir).")
+                        "Build them with `python -m validator.schemastore build --kubernetes-version "
+                        f"{version} --out {root}`, or leave out --schema-dir/schemaDir to use the built-in ones.")
+    return root
 
 
 def _revision(repo: Path) -> str:
@@ -102,16 +106,16 @@ def _kube_version(opts: Options, facts: ClusterFacts | None) -> str:
 
 def run(opts: Options) -> Result:
     start = time.perf_counter()
-    kubeconform = find_tool("kubeconform", KUBECONFORM_HINT)
+    kubeconform = find_tool("kubeconform")
     root = schema_root(opts)
     if opts.manifests:
         return _run_manifests(opts, kubeconform, root, start)
     return _run_repo(opts, kubeconform, root, start)
 
 
-def _run_manifests(opts: Options, kubeconform: str, root: Path, start: float) -> Result:
+def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:
     version = _kube_version(opts, None)
-    _require_schemas(root, version)
+    root = _require_schemas(root, version)
     findings: list[Finding] = []
     manifests: list[Manifest] = []
     sources = opts.paths or ["-"]
@@ -168,7 +172,7 @@ class _App:
     findings: list[Finding] = field(default_factory=list)
 
 
-def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Result:
+def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:
     repo, config = opts.repo, opts.config
     disc = discover.discover(repo, config)
     findings = list(disc.findings)
@@ -178,8 +182,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     def version_of(cluster: str | None) -> str:
         return versions.get(cluster, default_version) if cluster else default_version
 
-    for v in {*versions.values(), default_version}:
-        _require_schemas(root, v)
+    given = root
+    for v in sorted({*versions.values(), default_version}):
+        root = _require_schemas(given, v)
     api_versions = {v: schemastore.api_versions(root, v) for v in {*versions.values(), default_version}}
     revision = _revision(repo)
 
@@ -224,7 +229,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                     if ok:
                         jobs.append((a, req))
             if jobs and helm is None:
-                helm = find_tool("helm", HELM_HINT)
+                helm = find_tool("helm")
             do_render = partial(render.render, repo, helm=helm, cache_dir=opts.cache_dir)
             results = list(pool.map(do_render, [req for _, req in jobs]))
             pending = []
