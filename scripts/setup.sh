@@ -4,6 +4,7 @@
 #   .tools/bin/{helm,kubeconform,kustomize}   pinned, built with `go install`
 #   .tools/argocd/<ver>/        Argo CD's install.yaml and CRDs, from its Go module
 #   .tools/schemas/             strict JSON schemas kubeconform reads (Kubernetes + Argo CD CRDs)
+#   .tools/wheels/              the validator's runtime dependencies as wheels (offline install tests)
 # Each step leaves a stamp naming its version; a second run checks stamps and installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +89,15 @@ if ! stamp_ok schemas "$schema_key"; then
     --crds "$ARGO_DIR"/crds/*.yaml \
     --out "$TOOLS/schemas"
   stamp schemas "$schema_key"
+fi
+# 4b. A wheelhouse of the validator's runtime dependencies and build backend, so the tests that install
+#     gitops-validate as a user would (a wheel in a fresh venv, the pre-commit hook) run offline.
+mapfile -t wheel_reqs < <("$VENV/bin/python" -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(d["project"]["dependencies"] + d["build-system"]["requires"]))')
+wheel_key="${wheel_reqs[*]}"
+if ! stamp_ok wheels "$wheel_key" || [ ! -d "$TOOLS/wheels" ]; then
+  step "downloading the wheelhouse for the install tests (.tools/wheels)"
+  "$VENV/bin/pip" download --quiet --disable-pip-version-check --only-binary=:all: -d "$TOOLS/wheels" "${wheel_reqs[@]}"
+  stamp wheels "$wheel_key"
 fi
 # 5. actionlint, for the CI workflow's lint test.
 bash scripts/install-actionlint.sh
