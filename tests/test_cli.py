@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
+from xml.etree import ElementTree
 from pathlib import Path
 
 import jsonschema
@@ -161,6 +163,31 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema(tmp_path):
     results = doc["runs"][0]["results"]
     assert {x["ruleId"] for x in results} >= {"images/latest-tag", "schema/invalid"}
     assert all(x["locations"][0]["physicalLocation"]["region"]["startLine"] > 0 for x in results)
+    # helpUri: absolute, to the rule's heading in the published docs/rules.md (the package's Documentation URL).
+    rules = {x["id"]: x["helpUri"] for x in doc["runs"][0]["tool"]["driver"]["rules"]}
+    docs_url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Documentation"]
+    assert rules["images/latest-tag"] == f"{docs_url}#imageslatest-tag"
+    assert "## images/latest-tag" in (ROOT / "docs" / "rules.md").read_text()
+    r = run_cli("--manifests", "--format", "sarif", "--rules-url", "https://example.com/r.md", str(f), cwd=tmp_path)
+    assert {x["helpUri"] for x in json.loads(r.out)["runs"][0]["tool"]["driver"]["rules"]} == {
+        f"https://example.com/r.md#{rid.replace('/', '')}" for rid in rules}
+
+
+def test_junit_to_an_output_file(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text(GOOD.replace("1.4.2", "latest").replace("replicas: 2", "replicas: two"))
+    r = run_cli("--manifests", "--format", "junit", "--output", str(tmp_path / "out.xml"), str(f), cwd=tmp_path)
+    assert r.code == 1 and r.out == "" and "error" in r.err.splitlines()[-1]
+    top = ElementTree.parse(tmp_path / "out.xml").getroot()
+    assert top.tag == "testsuites" and int(top.get("failures")) >= 2
+    failures = {c.find("failure").get("type") for c in top.iter("testcase") if c.find("failure") is not None}
+    assert {"images/latest-tag", "schema/invalid"} <= failures
+    f.write_text(GOOD)
+    r = run_cli("--manifests", "--format", "junit", "-o", str(tmp_path / "out.xml"), str(f), cwd=tmp_path)
+    top = ElementTree.parse(tmp_path / "out.xml").getroot()
+    assert r.code == 0 and top.get("tests") == "1" and top.get("failures") == "0"
+    r = run_cli("--manifests", "-o", str(tmp_path / "no" / "such" / "dir"), str(f), cwd=tmp_path)
+    assert r.code == 2 and "--output" in r.err
 
 
 def test_github_format_is_workflow_commands(tmp_path):

@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", type=Path, help="repository root (default: the git top level of the working directory)")
     p.add_argument("--manifests", action="store_true", help="PATHs are rendered Kubernetes manifests: no Helm, no Argo CD")
     p.add_argument("--format", choices=sorted(report.FORMATS), default="text")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE (the summary line still goes to stderr)")
+    p.add_argument("--rules-url", metavar="URL", help="SARIF helpUri base: where docs/rules.md is published "
+                   "(default: the package's Documentation URL)")
     p.add_argument("--config", type=Path, help=f"config file (default: {config_mod.DEFAULT_NAME} at the repo root)")
     p.add_argument("--kubernetes-version", metavar="X.Y", help="override the cluster's Kubernetes version")
     p.add_argument("--schema-dir", type=Path, help="offline schemas (default: .tools/schemas at the repo root)")
@@ -109,8 +112,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gitops-validate: {e}", file=err)
         return EXIT_CANNOT_RUN
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)
-    colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    report.FORMATS[args.format](result.findings, summary, sys.stdout, colour)
+    extra = {"rules_url": args.rules_url} if args.format == "sarif" else {}
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                report.FORMATS[args.format](result.findings, summary, out, False, **extra)
+        except OSError as e:
+            print(f"gitops-validate: --output {args.output}: {e.strerror}", file=err)
+            return EXIT_CANNOT_RUN
+        print(summary.line(), file=err)
+    else:
+        colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        report.FORMATS[args.format](result.findings, summary, sys.stdout, colour, **extra)
     if args.verbose:
         print(f"gitops-validate: {result.helm_runs} helm render(s), {result.cache_hits} from cache", file=err)
     return EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in result.findings) else EXIT_OK
