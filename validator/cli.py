@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, config as config_mod, pipeline, report
+from . import __version__, config as config_mod, pipeline, report, suppress
 from .findings import Severity
 from .rules import REGISTRY
 
@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help=f"config file (default: {config_mod.DEFAULT_NAME} at the repo root)")
     p.add_argument("--kubernetes-version", metavar="X.Y", help="override the cluster's Kubernetes version")
     p.add_argument("--schema-dir", type=Path, help="offline schemas (default: .tools/schemas at the repo root)")
+    p.add_argument("--baseline", type=Path, metavar="FILE", help="do not report the findings recorded in FILE (block only new ones)")
+    p.add_argument("--write-baseline", type=Path, metavar="FILE", help="record the current findings in FILE and exit 0")
     p.add_argument("--no-cache", action="store_true", help="render every app, ignoring the render cache")
     p.add_argument("-v", "--verbose", action="store_true", help="say how many apps were rendered and read from cache")
     p.add_argument("--list-rules", action="store_true", help="list the rules with their default severity and exit")
@@ -111,6 +113,23 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:  # a tool misbehaved (timeout, garbage output)
         print(f"gitops-validate: {e}", file=err)
         return EXIT_CANNOT_RUN
+    if args.write_baseline:
+        try:
+            suppress.write_baseline(args.write_baseline, result.findings)
+        except OSError as e:
+            print(f"gitops-validate: --write-baseline {args.write_baseline}: {e.strerror}", file=err)
+            return EXIT_CANNOT_RUN
+        print(f"gitops-validate: recorded {len(result.findings)} finding(s) in {args.write_baseline}", file=err)
+        return EXIT_OK
+    if args.baseline:
+        try:
+            result.findings, hidden, gone = suppress.apply_baseline(result.findings, suppress.read_baseline(args.baseline))
+        except suppress.BaselineError as e:
+            print(f"gitops-validate: --baseline {e}", file=err)
+            return EXIT_CANNOT_RUN
+        print(f"gitops-validate: {hidden} known finding(s) not reported (baseline {args.baseline})"
+              + (f"; {gone} baseline entr{'y no longer occurs' if gone == 1 else 'ies no longer occur'}: "
+                 "refresh it with --write-baseline" if gone else ""), file=err)
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)
     extra = {"rules_url": args.rules_url} if args.format == "sarif" else {}
     if args.output:

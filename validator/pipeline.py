@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, discover, policy, render, schema, schemastore, tools, userdirs
+from . import appsource, discover, policy, render, schema, schemastore, suppress, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
@@ -154,7 +154,7 @@ def _finish(findings: list[Finding], opts: Options, apps: int, objects: int, sta
     out: dict[tuple, Finding] = {}
     for f in findings:
         sev = opts.config.severities.get(f.rule, f.severity) if f.rule in opts.config.severities else f.severity
-        if sev is None:
+        if sev is None or suppress.excluded(f, opts.config.exclude, opts.config.rule_exclude):
             continue
         if sev is not f.severity:
             f = Finding(f.rule, sev, f.message, f.file, f.line, f.object, f.app)
