@@ -17,6 +17,10 @@ import pytest
 from conftest import ROOT, TOOLS, VERSIONS, run_cli, tool_env
 from user_repo import BAD_CHANGE, BAD_RULES, make_user_repo
 
+import validator
+
+PKG = validator.__name__  # the import name the wheel installs (its sources are in validator/)
+
 WHEELS = ROOT / ".tools" / "wheels"
 BUILD_FILES = ("pyproject.toml", "README.md", "validator")
 GIT = ["git", "-c", "user.name=dev", "-c", "user.email=dev@example.com"]
@@ -70,17 +74,17 @@ def test_wheel_carries_the_argocd_schemas_and_the_pins(wheel_venv):
     wheel, _ = wheel_venv
     names = set(zipfile.ZipFile(wheel).namelist())
     for kind in ("application", "applicationset", "appproject"):
-        assert f"validator/data/crds/argoproj.io/{kind}_v1alpha1.json" in names
-    assert {"validator/data/NOTICE", "validator/data/crds/api-versions.txt"} <= names
-    assert zipfile.ZipFile(wheel).read("validator/data/versions").decode() == (ROOT / "versions").read_text()
-    assert not any(n.startswith(("tests/", ".tools/", "apps/")) for n in names)
+        assert f"{PKG}/data/crds/argoproj.io/{kind}_v1alpha1.json" in names
+    assert {f"{PKG}/data/NOTICE", f"{PKG}/data/crds/api-versions.txt", f"{PKG}/cli.py"} <= names
+    assert zipfile.ZipFile(wheel).read(f"{PKG}/data/versions").decode() == (ROOT / "versions").read_text()
+    assert {n.split("/")[0] for n in names} == {PKG, wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
 
 
 def test_wheel_validates_a_user_repository_like_this_repo_does(wheel_venv, tmp_path):
     _, venv = wheel_venv
     repo = make_user_repo(tmp_path / "deploy", str(TOOLS / "helm"))
     env = _user_env(tmp_path, venv)
-    where = _run([venv / "python", "-c", "import validator; print(validator.__file__)"], cwd=repo, env=env).stdout
+    where = _run([venv / "python", "-c", f"import {PKG}; print({PKG}.__file__)"], cwd=repo, env=env).stdout
     assert where.startswith(str(venv.parent)), where  # the installed package, not this repo's
 
     def both() -> tuple[subprocess.CompletedProcess, object]:

@@ -171,8 +171,11 @@ def main(argv: list[str]) -> int:
     sub.add_parser("doctor", help="report helm, kubeconform and kustomize: found, version, how to install")
     t = sub.add_parser("tools", help="manage the pinned tools in the user's cache").add_subparsers(dest="action", required=True)
     i = t.add_parser("install", help=f"go install the pinned tools into {userdirs.bin_dir()}")
-    i.add_argument("names", nargs="*", choices=[[]] + list(BY_NAME), metavar="TOOL", help="default: all")
+    i.add_argument("names", nargs="*", metavar="TOOL", help=f"{', '.join(BY_NAME)} (default: all)")
     args = ap.parse_args(argv)
+    unknown = [n for n in getattr(args, "names", []) if n not in BY_NAME]
+    if unknown:
+        ap.error(f"unknown tool {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
     if args.cmd == "doctor":
         return doctor()
     return install(args.names)
