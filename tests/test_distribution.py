@@ -115,3 +115,19 @@ def test_tools_install_builds_the_pinned_kubeconform_into_the_cache(tmp_path):
     assert re.search(r"✗ helm +missing", p.stdout) and re.search(r"✗ kustomize +missing", p.stdout)
     p = subprocess.run([str(CLI), "tools", "install", "kubeconform", "nosuchtool"], env=env, capture_output=True, text=True)
     assert p.returncode == 2 and "nosuchtool" in p.stderr
+
+
+def test_any_minor_the_package_ships_and_a_clear_exit_2_for_others(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
+    env = {"PATH": f"{TOOLS}:/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def run(version: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(CLI), "--manifests", "--kubernetes-version", version, str(f)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+    p = run("1.36")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "cache" / "gitops-validate" / "schemas" / "kubernetes" / "v1.36" / "configmap-v1.json").is_file()
+    p = run("1.20")
+    assert p.returncode == 2 and "no strict schemas for Kubernetes v1.20" in p.stderr and "v1.37" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
