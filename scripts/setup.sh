@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepare everything `make validate` and `make test` need, offline afterwards:
 #   .venv/                      this project (editable) with its dev extras
-#   .tools/bin/{helm,kubeconform}   pinned, built with `go install`
+#   .tools/bin/{helm,kubeconform,kustomize}   pinned, built with `go install`
 #   .tools/argocd/<ver>/        Argo CD's install.yaml and CRDs, from its Go module
 #   .tools/schemas/             strict JSON schemas kubeconform reads (Kubernetes + Argo CD CRDs)
+#   .tools/wheels/              the validator's runtime dependencies as wheels (offline install tests)
 # Each step leaves a stamp naming its version; a second run checks stamps and installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,14 @@ if ! stamp_ok kubeconform "$KUBECONFORM_VERSION" || [ ! -x "$TOOLS/bin/kubeconfo
   stamp kubeconform "$KUBECONFORM_VERSION"
 fi
 
+# kustomize takes its version from the module's build info, so `kustomize version` says v5.8.1.
+if ! stamp_ok kustomize "$KUSTOMIZE_VERSION" || [ ! -x "$TOOLS/bin/kustomize" ]; then
+  step "building kustomize $KUSTOMIZE_VERSION (go install)"
+  GOBIN="$TOOLS/bin" CGO_ENABLED=0 go install -ldflags "-s -w" \
+    "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  stamp kustomize "$KUSTOMIZE_VERSION"
+fi
+
 # 3. Argo CD's manifests from its Go module (no GitHub needed).
 ARGO_DIR=$TOOLS/argocd/$ARGOCD_VERSION
 if ! stamp_ok argocd "$ARGOCD_VERSION" || [ ! -f "$ARGO_DIR/install.yaml" ]; then
@@ -81,6 +90,15 @@ if ! stamp_ok schemas "$schema_key"; then
     --out "$TOOLS/schemas"
   stamp schemas "$schema_key"
 fi
+# 4b. A wheelhouse of the validator's runtime dependencies and build backend, so the tests that install
+#     gitops-validate as a user would (a wheel in a fresh venv, the pre-commit hook) run offline.
+mapfile -t wheel_reqs < <("$VENV/bin/python" -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(d["project"]["dependencies"] + d["build-system"]["requires"]))')
+wheel_key="${wheel_reqs[*]}"
+if ! stamp_ok wheels "$wheel_key" || [ ! -d "$TOOLS/wheels" ]; then
+  step "downloading the wheelhouse for the install tests (.tools/wheels)"
+  "$VENV/bin/pip" download --quiet --disable-pip-version-check --only-binary=:all: -d "$TOOLS/wheels" "${wheel_reqs[@]}"
+  stamp wheels "$wheel_key"
+fi
 # 5. actionlint, for the CI workflow's lint test.
 bash scripts/install-actionlint.sh
 
@@ -100,4 +118,4 @@ fi
 if [ -d .git ] && [ ! -f .git/hooks/pre-commit ]; then
   "$VENV/bin/pre-commit" install >/dev/null && step "installed the pre-commit hook"
 fi
-step "ready (helm $HELM_VERSION, kubeconform $KUBECONFORM_VERSION, Argo CD $ARGOCD_VERSION, Kubernetes $KUBERNETES_VERSION schemas)"
+step "ready (helm $HELM_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, Argo CD $ARGOCD_VERSION, Kubernetes $KUBERNETES_VERSION schemas)"

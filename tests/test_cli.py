@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
+from xml.etree import ElementTree
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from conftest import ROOT, TOOLS, run_cli, tool_env
+from conftest import ROOT, TOOLS, VERSIONS, run_cli, tool_env
 
 GOOD = (ROOT / "tests" / "manifests" / "good.yaml").read_text()
 
@@ -95,9 +97,13 @@ def test_kubeconform_missing_is_exit_2_with_instructions(tmp_path):
     (bindir / "helm").symlink_to(TOOLS / "helm")  # helm alone: kubeconform is missing
     env = tool_env(str(bindir))
     env["PATH"] = f"{bindir}{os.pathsep}{Path(env['PATH'].split(os.pathsep)[1])}{os.pathsep}/usr/bin:/bin"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # no tools from `gitops-validate tools install`
     r = run_cli("--format", "json", env=env)
     assert r.code == 2 and r.out == ""
-    assert "kubeconform not found" in r.err and "make setup" in r.err
+    # The one command that installs the pinned version, and the doctor; not this repo's `make`.
+    assert "kubeconform not found" in r.err and "make" not in r.err
+    assert f"kubeconform/releases/download/{VERSIONS['KUBECONFORM_VERSION']}/" in r.err  # no Go on this PATH
+    assert "gitops-validate doctor" in r.err
 
 
 def test_helm_missing_is_exit_2(tmp_path):
@@ -106,8 +112,9 @@ def test_helm_missing_is_exit_2(tmp_path):
     (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
     env = tool_env(str(bindir))
     env["PATH"] = f"{bindir}{os.pathsep}{Path(env['PATH'].split(os.pathsep)[1])}{os.pathsep}/usr/bin:/bin"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     r = run_cli("--no-cache", env=env)
-    assert r.code == 2 and "helm not found" in r.err
+    assert r.code == 2 and "helm not found" in r.err and f"helm-{VERSIONS['HELM_VERSION']}-" in r.err
 
 
 def test_bad_config_is_exit_2_with_the_reason(tmp_path):
@@ -156,6 +163,31 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema(tmp_path):
     results = doc["runs"][0]["results"]
     assert {x["ruleId"] for x in results} >= {"images/latest-tag", "schema/invalid"}
     assert all(x["locations"][0]["physicalLocation"]["region"]["startLine"] > 0 for x in results)
+    # helpUri: absolute, to the rule's heading in the published docs/rules.md (the package's Documentation URL).
+    rules = {x["id"]: x["helpUri"] for x in doc["runs"][0]["tool"]["driver"]["rules"]}
+    docs_url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Documentation"]
+    assert rules["images/latest-tag"] == f"{docs_url}#imageslatest-tag"
+    assert "## images/latest-tag" in (ROOT / "docs" / "rules.md").read_text()
+    r = run_cli("--manifests", "--format", "sarif", "--rules-url", "https://example.com/r.md", str(f), cwd=tmp_path)
+    assert {x["helpUri"] for x in json.loads(r.out)["runs"][0]["tool"]["driver"]["rules"]} == {
+        f"https://example.com/r.md#{rid.replace('/', '')}" for rid in rules}
+
+
+def test_junit_to_an_output_file(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text(GOOD.replace("1.4.2", "latest").replace("replicas: 2", "replicas: two"))
+    r = run_cli("--manifests", "--format", "junit", "--output", str(tmp_path / "out.xml"), str(f), cwd=tmp_path)
+    assert r.code == 1 and r.out == "" and "error" in r.err.splitlines()[-1]
+    top = ElementTree.parse(tmp_path / "out.xml").getroot()
+    assert top.tag == "testsuites" and int(top.get("failures")) >= 2
+    failures = {c.find("failure").get("type") for c in top.iter("testcase") if c.find("failure") is not None}
+    assert {"images/latest-tag", "schema/invalid"} <= failures
+    f.write_text(GOOD)
+    r = run_cli("--manifests", "--format", "junit", "-o", str(tmp_path / "out.xml"), str(f), cwd=tmp_path)
+    top = ElementTree.parse(tmp_path / "out.xml").getroot()
+    assert r.code == 0 and top.get("tests") == "1" and top.get("failures") == "0"
+    r = run_cli("--manifests", "-o", str(tmp_path / "no" / "such" / "dir"), str(f), cwd=tmp_path)
+    assert r.code == 2 and "--output" in r.err
 
 
 def test_github_format_is_workflow_commands(tmp_path):

@@ -5,7 +5,6 @@ every one of them is exit 2 with a message naming the tool; the real tools still
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -10,7 +10,6 @@ policy.evaluate from 2,000 to 20,000 objects (a ratio of times measured side by 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys

@@ -15,7 +15,7 @@ from pathlib import Path
 
 # Only light modules here: `--help` and `--version` must start fast. The pipeline (yaml, jsonschema,
 # the rules) is imported in main(), after the arguments parsed.
-from . import __version__, config as config_mod, report, tools
+from . import __version__, config as config_mod, report, suppress, tools
 from .findings import Severity
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
@@ -33,9 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", type=Path, help="repository root (default: the git top level of the working directory)")
     p.add_argument("--manifests", action="store_true", help="PATHs are rendered Kubernetes manifests: no Helm, no Argo CD")
     p.add_argument("--format", choices=sorted(report.FORMATS), default="text")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE (the summary line still goes to stderr)")
+    p.add_argument("--rules-url", metavar="URL", help="SARIF helpUri base: where docs/rules.md is published "
+                   "(default: the package's Documentation URL)")
     p.add_argument("--config", type=Path, help=f"config file (default: {config_mod.DEFAULT_NAME} at the repo root)")
     p.add_argument("--kubernetes-version", metavar="X.Y", help="override the cluster's Kubernetes version")
     p.add_argument("--schema-dir", type=Path, help="offline schemas (default: .tools/schemas at the repo root)")
+    p.add_argument("--baseline", type=Path, metavar="FILE", help="do not report the findings recorded in FILE (block only new ones)")
+    p.add_argument("--write-baseline", type=Path, metavar="FILE", help="record the current findings in FILE and exit 0")
     p.add_argument("--no-cache", action="store_true", help="render every app, ignoring the render cache "
                    "(default location: $GITOPS_VALIDATE_CACHE, else $XDG_CACHE_HOME/gitops-validate/<repo hash>)")
     p.add_argument("--deadline", type=_seconds, metavar="SECONDS",
@@ -98,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["doctor"], ["tools"]):  # subcommands; a repo file named so is passed as ./doctor
+        from . import toolchain
+        return toolchain.main(argv)
     args = _parser().parse_args(argv)
     from . import confine, pipeline, rendercache
     from .rules import REGISTRY
@@ -142,15 +151,41 @@ def _main(argv: list[str] | None) -> int:
         manifests=args.manifests, kubernetes_version=args.kubernetes_version,
         schema_dir=args.schema_dir, cache_dir=cache_dir)
     result = pipeline.run(opts)
+    if args.write_baseline:
+        try:
+            suppress.write_baseline(args.write_baseline, result.findings)
+        except OSError as e:
+            print(f"gitops-validate: --write-baseline {args.write_baseline}: {e.strerror}", file=err)
+            return EXIT_CANNOT_RUN
+        print(f"gitops-validate: recorded {len(result.findings)} finding(s) in {args.write_baseline}", file=err)
+        return EXIT_OK
+    if args.baseline:
+        try:
+            result.findings, hidden, gone = suppress.apply_baseline(result.findings, suppress.read_baseline(args.baseline))
+        except suppress.BaselineError as e:
+            print(f"gitops-validate: --baseline {e}", file=err)
+            return EXIT_CANNOT_RUN
+        print(f"gitops-validate: {hidden} known finding(s) not reported (baseline {args.baseline})"
+              + (f"; {gone} baseline entr{'y no longer occurs' if gone == 1 else 'ies no longer occur'}: "
+                 "refresh it with --write-baseline" if gone else ""), file=err)
     summary = report.Summary.of(result.findings, result.apps, result.objects, result.seconds)
-    colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    if args.capacity and args.format == "json":
+    extra = {"rules_url": args.rules_url} if args.format == "sarif" else {}
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                report.FORMATS[args.format](result.findings, summary, out, False, **extra)
+        except OSError as e:
+            print(f"gitops-validate: --output {args.output}: {e.strerror}", file=err)
+            return EXIT_CANNOT_RUN
+        print(summary.line(), file=err)
+    elif args.capacity and args.format == "json":
         report.as_json(result.findings, summary, sys.stdout, extra={"capacity": [b.as_dict() for b in result.budgets]})
     else:
         if args.capacity:  # text: the tables first; other formats keep stdout machine-readable
             for b in result.budgets:
                 print(format_table(b), file=sys.stdout if args.format == "text" else err)
-        report.FORMATS[args.format](result.findings, summary, sys.stdout, colour)
+        colour = args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        report.FORMATS[args.format](result.findings, summary, sys.stdout, colour, **extra)
     if args.verbose:
         print(f"gitops-validate: {result.helm_runs} helm render(s), {result.cache_hits} from cache", file=err)
     return EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in result.findings) else EXIT_OK

@@ -7,6 +7,7 @@ validator cannot run (exit 2), because every later result would depend on it.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,15 @@ SCHEMA = {
                 "cacheMaxMegabytes": {"type": "number", "minimum": 0},
             },
         },
+        "exclude": {"type": "array", "items": {"type": "string"},
+                    "description": "path globs whose findings are not reported"},
         "rules": {"type": "object",
-                  "additionalProperties": {"enum": ["error", "warning", "off"]}},
+                  "description": "rule id or id glob (secrets/*) -> severity, or {severity, exclude: [path globs]}",
+                  "additionalProperties": {"oneOf": [
+                      {"enum": ["error", "warning", "off"]},
+                      {"type": "object", "additionalProperties": False, "properties": {
+                          "severity": {"enum": ["error", "warning", "off"]},
+                          "exclude": {"type": "array", "items": {"type": "string"}}}}]}},
         "clusters": {
             "type": "object",
             "additionalProperties": {
@@ -95,6 +103,8 @@ class Config:
     schema_dir: str | None = None
     allowed_registries: tuple[str, ...] = ()
     severities: dict[str, Severity | None] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+    rule_exclude: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clusters: dict[str, ClusterConfig] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     source: str | None = None
@@ -105,6 +115,10 @@ def normalize_url(url: str) -> str:
     u = url.strip().lower().rstrip("/").removesuffix(".git")
     u = re.sub(r"^[a-z+]+://", "", u).split("@", 1)[-1]
     return re.sub(r"^([^/:]+):(?!\d)", r"\1/", u)  # scp-like git@host:org/repo
+
+
+def _is_glob(rule: str) -> bool:
+    return any(c in rule for c in "*?[")
 
 
 def load(path: Path | None, known_rules: set[str]) -> Config:
@@ -125,6 +139,9 @@ def load(path: Path | None, known_rules: set[str]) -> Config:
     if isinstance(data, dict) and isinstance(data.get("rules"), dict):
         # YAML 1.1 reads a bare `off` as false; accept it as the word it was meant to be.
         data["rules"] = {k: "off" if v is False else v for k, v in data["rules"].items()}
+        for v in data["rules"].values():
+            if isinstance(v, dict) and v.get("severity") is False:
+                v["severity"] = "off"
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
@@ -132,11 +149,19 @@ def load(path: Path | None, known_rules: set[str]) -> Config:
         loc = "/".join(str(p) for p in e.path) or "(top level)"
         raise ConfigError(f"{path}:{where or 1}: {loc}: {e.message}")
     sev: dict[str, Severity | None] = {}
-    for rule, value in (data.get("rules") or {}).items():
-        if rule not in known_rules:
-            hint = difflib.get_close_matches(rule, known_rules, 1)
-            raise ConfigError(f"{path}: unknown rule {rule!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-        sev[rule] = None if value == "off" else Severity(value)
+    rule_exclude: dict[str, tuple[str, ...]] = {}
+    # Globs first, exact ids last: `secrets/*: warning` then `secrets/literal-value: error` means what it says.
+    for key, value in sorted((data.get("rules") or {}).items(), key=lambda kv: (not _is_glob(kv[0]), kv[0])):
+        ids = sorted(fnmatch.filter(known_rules, key)) if _is_glob(key) else [key]
+        if not ids or not set(ids) <= known_rules:
+            hint = difflib.get_close_matches(key, known_rules, 1)
+            raise ConfigError(f"{path}: unknown rule {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        setting = value if isinstance(value, dict) else {"severity": value}
+        for rule in ids:
+            if "severity" in setting:
+                sev[rule] = None if setting["severity"] == "off" else Severity(setting["severity"])
+            if setting.get("exclude"):
+                rule_exclude[rule] = rule_exclude.get(rule, ()) + tuple(setting["exclude"])
     clusters = {name: ClusterConfig(c.get("path", f"clusters/{name}"), list(c.get("externalSecrets") or []))
                 for name, c in (data.get("clusters") or {}).items()}
     return Config(
@@ -145,6 +170,8 @@ def load(path: Path | None, known_rules: set[str]) -> Config:
         schema_dir=data.get("schemaDir"),
         allowed_registries=tuple(data.get("allowedRegistries") or ()),
         severities=sev,
+        exclude=tuple(data.get("exclude") or ()),
+        rule_exclude=rule_exclude,
         clusters=clusters,
         limits=Limits.of(data.get("limits") or {}),
         source=str(path),

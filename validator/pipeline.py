@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, policy, provenance, render, schema, schemastore, tools
+from . import appsource, determinism, discover, policy, provenance, render, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
@@ -51,30 +50,35 @@ class Result:
     budgets: list[Budget] = field(default_factory=list)   # per cluster: who asks for what (capacity/)
 
 
-def find_tool(name: str, hint: str) -> str:
-    path = shutil.which(name)
+def find_tool(name: str) -> str:
+    path = toolchain.locate(name)
     if not path:
-        raise CannotRun(f"{name} not found on PATH. {hint}")
+        raise CannotRun(toolchain.missing_hint(name))
     return path
 
 
-HELM_HINT = ("Install it with `make setup` (builds helm v4 into .tools/bin; `make validate` puts it on PATH) "
-             "or `go install helm.sh/helm/v4/cmd/helm@v4.2.1`.")
-KUBECONFORM_HINT = ("Install it with `make setup` (builds it into .tools/bin) or "
-                    "`go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0`.")
+def schema_root(opts: Options) -> Path | None:
+    """The schema tree given (--schema-dir, GITOPS_VALIDATE_SCHEMA_DIR, config schemaDir), or None:
+    the user's cache, built on first use from the installed packages."""
+    if opts.schema_dir or os.environ.get("GITOPS_VALIDATE_SCHEMA_DIR"):
+        return opts.schema_dir or Path(os.environ["GITOPS_VALIDATE_SCHEMA_DIR"])
+    return opts.repo / opts.config.schema_dir if opts.config.schema_dir else None
 
 
-def schema_root(opts: Options) -> Path:
-    root = opts.schema_dir or (Path(os.environ["GITOPS_VALIDATE_SCHEMA_DIR"]) if os.environ.get("GITOPS_VALIDATE_SCHEMA_DIR")
-                               else opts.repo / (opts.config.schema_dir or ".tools/schemas"))
-    return root
-
-
-def _require_schemas(root: Path, version: str) -> None:
+def _require_schemas(root: Path | None, version: str) -> Path:
+    if root is None:
+        try:
+            return schemastore.user_schemas(userdirs.schema_dir(), version)
+        except SystemExit as e:  # no such minor in kubernetes-validate
+            raise CannotRun(f"cannot build the Kubernetes schemas: {e}") from None
+        except OSError as e:
+            raise CannotRun(f"cannot build the Kubernetes schemas in {userdirs.schema_dir()}: {e}") from None
     d = schemastore.kubernetes_schema_dir(root, version)
     if not d.is_dir():
         raise CannotRun(f"no offline schemas for Kubernetes {schemastore.kubernetes_minor(version)} in {d}. "
-                        "Run `make setup` (or pass --schema-dir).")
+                        "Build them with `python -m validator.schemastore build --kubernetes-version "
+                        f"{version} --out {root}`, or leave out --schema-dir/schemaDir to use the built-in ones.")
+    return root
 
 
 def _revision(repo: Path) -> str:
@@ -105,16 +109,16 @@ def _kube_version(opts: Options, facts: ClusterFacts | None) -> str:
 def run(opts: Options) -> Result:
     start = time.perf_counter()
     tools.set_deadline(opts.config.limits.deadline)
-    kubeconform = find_tool("kubeconform", KUBECONFORM_HINT)
+    kubeconform = find_tool("kubeconform")
     root = schema_root(opts)
     if opts.manifests:
         return _run_manifests(opts, kubeconform, root, start)
     return _run_repo(opts, kubeconform, root, start)
 
 
-def _run_manifests(opts: Options, kubeconform: str, root: Path, start: float) -> Result:
+def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:
     version = _kube_version(opts, None)
-    _require_schemas(root, version)
+    root = _require_schemas(root, version)
     findings: list[Finding] = []
     manifests: list[Manifest] = []
     sources = opts.paths or ["-"]
@@ -167,7 +171,7 @@ def _finish(findings: list[Finding], opts: Options, apps: int, objects: int, sta
     out: dict[tuple, Finding] = {}
     for f in findings:
         sev = opts.config.severities.get(f.rule, f.severity) if f.rule in opts.config.severities else f.severity
-        if sev is None:
+        if sev is None or suppress.excluded(f, opts.config.exclude, opts.config.rule_exclude):
             continue
         if sev is not f.severity:
             f = Finding(f.rule, sev, f.message, f.file, f.line, f.object, f.app)
@@ -187,7 +191,7 @@ class _App:
     value_files: list[str] = field(default_factory=list)   # chart defaults first, as helm merges them
 
 
-def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Result:
+def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:
     repo, config = opts.repo, opts.config
     cache = RenderCache(opts.cache_dir, int(config.limits.cache_max_mb * 2**20)) if opts.cache_dir else None
     disc = discover.discover(repo, config, exclude=opts.cache_dir)
@@ -198,8 +202,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     def version_of(cluster: str | None) -> str:
         return versions.get(cluster, default_version) if cluster else default_version
 
-    for v in {*versions.values(), default_version}:
-        _require_schemas(root, v)
+    given = root
+    for v in sorted({*versions.values(), default_version}):
+        root = _require_schemas(given, v)
     api_versions = {v: schemastore.api_versions(root, v) for v in {*versions.values(), default_version}}
     revision = _revision(repo)
 
@@ -266,7 +271,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                     else:
                         unrendered.setdefault(a.cluster, set()).add(req.app)
             if jobs and helm is None:
-                helm = find_tool("helm", HELM_HINT)
+                helm = find_tool("helm")
             do_render = partial(determinism.render_checked, repo, helm=helm, cache=cache, timeout=config.limits.render_timeout)
             results = list(pool.map(do_render, [req for _, req in jobs]))
             pending = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, TextIO
@@ -60,13 +61,27 @@ def as_json(findings: list[Finding], summary: Summary, out: TextIO, colour: bool
     out.write("\n")
 
 
-def sarif(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
+def rules_url() -> str:
+    """Where docs/rules.md is published: the package's Documentation URL (pyproject project.urls)."""
+    from importlib.metadata import PackageNotFoundError, metadata
+    try:
+        urls = metadata("todo-gitops-validator").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    docs = [u.split(",", 1)[1].strip() for u in urls if u.lower().startswith("documentation,")]
+    return docs[0] if docs else "https://github.com/todo-chatbot/todo-gitops/blob/main/docs/rules.md"
+
+
+def sarif(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False,
+          rules_url: str | None = None) -> None:
+    from .docs import anchor
     from .rules import REGISTRY
+    base = rules_url or globals()["rules_url"]()
     used = sorted({f.rule for f in findings})
     rules = [{"id": rid, "name": rid.replace("/", "-"),
               "shortDescription": {"text": REGISTRY[rid].summary if rid in REGISTRY else rid},
               "fullDescription": {"text": REGISTRY[rid].why if rid in REGISTRY else rid},
-              "helpUri": f"docs/rules.md#{rid.replace('/', '')}",
+              "helpUri": f"{base}#{anchor(rid)}",
               "defaultConfiguration": {"level": REGISTRY[rid].severity.value if rid in REGISTRY else "error"}}
              for rid in used]
     index = {rid: i for i, rid in enumerate(used)}
@@ -94,6 +109,42 @@ def sarif(findings: list[Finding], summary: Summary, out: TextIO, colour: bool =
     out.write("\n")
 
 
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def junit(findings: list[Finding], summary: Summary, out: TextIO, colour: bool = False) -> None:
+    """JUnit XML: a test suite per file, a test case per finding (errors fail, warnings pass with the
+    message as output); a clean run is one passing case, so CI shows that something was checked."""
+    from xml.etree import ElementTree as ET
+
+    def clean(s: str) -> str:
+        return _NOT_XML.sub("?", s)
+    by_file: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_file[f.file or "<no file>"].append(f)
+    top = ET.Element("testsuites", name="gitops-validate", tests=str(max(1, len(findings))),
+                     failures=str(summary.errors), time=f"{summary.seconds:.3f}")
+    if not findings:
+        suite = ET.SubElement(top, "testsuite", name="gitops-validate", tests="1", failures="0")
+        ET.SubElement(ET.SubElement(suite, "testcase", classname="gitops-validate", name="validate"),
+                      "system-out").text = clean(summary.line())
+    for file in sorted(by_file):
+        fs = sorted(by_file[file], key=Finding.sort_key)
+        suite = ET.SubElement(top, "testsuite", name=clean(file), tests=str(len(fs)),
+                              failures=str(sum(f.severity is Severity.ERROR for f in fs)))
+        for f in fs:
+            where = f"{file}:{f.line}" if f.line else file
+            case = ET.SubElement(suite, "testcase", classname=clean(file),
+                                 name=clean(f"{f.rule} {where}" + (f" {f.object}" if f.object else "")))
+            if f.severity is Severity.ERROR:
+                ET.SubElement(case, "failure", type=f.rule, message=clean(f.message)).text = clean(
+                    f"{where}: {f.message}" + (f" (app {f.app})" if f.app else ""))
+            else:
+                ET.SubElement(case, "system-out").text = clean(f"warning: {where}: {f.message}")
+    ET.indent(top)
+    out.write('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(top, encoding="unicode") + "\n")
+
+
 def _escape(s: str, prop: bool = False) -> str:
     s = printable(s).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return s.replace(":", "%3A").replace(",", "%2C") if prop else s
@@ -111,5 +162,5 @@ def github(findings: list[Finding], summary: Summary, out: TextIO, colour: bool 
 
 
 FORMATS: dict[str, Callable[[list[Finding], Summary, TextIO, bool], None]] = {
-    "text": text, "json": as_json, "sarif": sarif, "github": github,
+    "text": text, "json": as_json, "sarif": sarif, "github": github, "junit": junit,
 }

