@@ -77,11 +77,12 @@ def test_exclusions_in_the_config(bad_repo):
 
 def test_baseline_blocks_only_new_findings(bad_repo):
     baseline = bad_repo / "gitops-validate-baseline.json"
+    n = len(_run(bad_repo).json["findings"])  # the errors of BAD_RULES, and warnings
     r = _run(bad_repo, "--write-baseline", str(baseline))
-    assert r.code == 0 and "recorded 2 finding(s)" in r.err
-    assert {e["rule"] for e in json.loads(baseline.read_text())["findings"]} == BAD_RULES
+    assert r.code == 0 and f"recorded {n} finding(s)" in r.err
+    assert BAD_RULES <= {e["rule"] for e in json.loads(baseline.read_text())["findings"]}
     r = _run(bad_repo, "--baseline", str(baseline))
-    assert r.code == 0 and r.json["findings"] == [] and "2 known finding(s)" in r.err
+    assert r.code == 0 and r.json["findings"] == [] and f"{n} known finding(s)" in r.err
 
     # Lines added above a known finding move it; it stays known.
     svc = bad_repo / "manifests/redis/service.yaml"

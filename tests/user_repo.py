@@ -49,6 +49,15 @@ spec:
   destination:
     server: https://kubernetes.default.svc
     namespace: argocd
+  # a rollback in the UI turns a child's auto-sync off: the parent must not turn it back on
+  ignoreDifferences:
+    - group: argoproj.io
+      kind: Application
+      jsonPointers:
+        - /spec/syncPolicy/automated
+  syncPolicy:
+    syncOptions:
+      - RespectIgnoreDifferences=true
 """,
     "apps/Chart.yaml": "apiVersion: v2\nname: apps\nversion: 0.1.0\n",
     "apps/values.yaml": "repoURL: \"\"\n",
