@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare everything `make validate` and `make test` need, offline afterwards:
 #   .venv/                      this project (editable) with its dev extras
-#   .tools/bin/{helm,kubeconform}   pinned, built with `go install`
+#   .tools/bin/{helm,kubeconform,kustomize}   pinned, built with `go install`
 #   .tools/argocd/<ver>/        Argo CD's install.yaml and CRDs, from its Go module
 #   .tools/schemas/             strict JSON schemas kubeconform reads (Kubernetes + Argo CD CRDs)
 # Each step leaves a stamp naming its version; a second run checks stamps and installs nothing.
@@ -52,6 +52,14 @@ if ! stamp_ok kubeconform "$KUBECONFORM_VERSION" || [ ! -x "$TOOLS/bin/kubeconfo
   stamp kubeconform "$KUBECONFORM_VERSION"
 fi
 
+# kustomize takes its version from the module's build info, so `kustomize version` says v5.8.1.
+if ! stamp_ok kustomize "$KUSTOMIZE_VERSION" || [ ! -x "$TOOLS/bin/kustomize" ]; then
+  step "building kustomize $KUSTOMIZE_VERSION (go install)"
+  GOBIN="$TOOLS/bin" CGO_ENABLED=0 go install -ldflags "-s -w" \
+    "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  stamp kustomize "$KUSTOMIZE_VERSION"
+fi
+
 # 3. Argo CD's manifests from its Go module (no GitHub needed).
 ARGO_DIR=$TOOLS/argocd/$ARGOCD_VERSION
 if ! stamp_ok argocd "$ARGOCD_VERSION" || [ ! -f "$ARGO_DIR/install.yaml" ]; then
@@ -100,4 +108,4 @@ fi
 if [ -d .git ] && [ ! -f .git/hooks/pre-commit ]; then
   "$VENV/bin/pre-commit" install >/dev/null && step "installed the pre-commit hook"
 fi
-step "ready (helm $HELM_VERSION, kubeconform $KUBECONFORM_VERSION, Argo CD $ARGOCD_VERSION, Kubernetes $KUBERNETES_VERSION schemas)"
+step "ready (helm $HELM_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, Argo CD $ARGOCD_VERSION, Kubernetes $KUBERNETES_VERSION schemas)"
