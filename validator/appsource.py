@@ -12,6 +12,7 @@ import yaml
 from .config import Config
 from .discover import is_local_repo, manifests_from_file
 from .findings import Finding, Severity
+from .kustomize import KustomizeRequest, kustomization_file
 from .model import CLUSTER_SCOPED, Manifest
 from .render import RenderRequest, build_env, envsubst, inside
 
@@ -26,11 +27,16 @@ class Target:
     #: for an Application rendered by a parent chart: the parent's value files, where the
     #: settings it was rendered from are written (findings point there, with a line)
     hint_files: tuple[str, ...] = ()
+    #: Argo CD's pinned release manifests (.tools/argocd), for a kustomization that names them
+    argocd_dir: Path | None = None
+    #: argocd-cm kustomize.buildOptions (none by default)
+    kustomize_build_options: tuple[str, ...] = ()
 
 
 @dataclass
 class Prepared:
     requests: list[RenderRequest] = field(default_factory=list)
+    kustomize: list[KustomizeRequest] = field(default_factory=list)
     manifests: list[Manifest] = field(default_factory=list)   # plain-directory sources
     findings: list[Finding] = field(default_factory=list)
     paths: set[str] = field(default_factory=set)               # repo paths the app reads
@@ -107,14 +113,20 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
             continue
         out.paths.add(path)
         namespace = str(dest.get("namespace") or "")
-        if (repo / path / "Chart.yaml").is_file():
+        if src.get("plugin"):
+            finding("argocd/unsupported-source", f"source {path!r} is a config management plugin; it is not rendered",
+                    where, Severity.WARNING)
+        elif (repo / path / "Chart.yaml").is_file() and src.get("kustomize") is None:
             req = _helm_request(app, src, where, path, namespace, repo, refs, config, target, finding, out)
             if req:
                 out.requests.append(req)
-        elif any((repo / path / k).is_file() for k in ("kustomization.yaml", "kustomization.yml", "Kustomization")) \
-                or src.get("kustomize") or src.get("plugin"):
-            finding("argocd/unsupported-source", f"source {path!r} is Kustomize or a plugin; it is not rendered",
-                    where, Severity.WARNING)
+        elif src.get("kustomize") is not None or kustomization_file(repo / path):
+            opts = src.get("kustomize") if isinstance(src.get("kustomize"), dict) else {}
+            out.kustomize.append(KustomizeRequest(
+                app=app.name, path=path, namespace=namespace, options=opts,
+                env=build_env(app, src, namespace, target.kube_version, target.revision),
+                build_options=target.kustomize_build_options, cluster=target.cluster, origin=app,
+                where=where, argocd_dir=target.argocd_dir))
         else:
             _directory(app, src, path, namespace, repo, target, out)
     return out

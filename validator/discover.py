@@ -100,6 +100,11 @@ def load_clusters(repo: Path, config: Config) -> tuple[dict[str, ClusterFacts], 
             data = docs[0].data if docs and isinstance(docs[0].data, dict) else {}
             cf.kubernetes_version = str(data["kubernetesVersion"]) if data.get("kubernetesVersion") else None
             cf.capacity = data.get("capacity") or {}
+            if isinstance(data.get("argocdInstall"), str):
+                cf.argocd_install = data["argocdInstall"].strip("/") or "."
+            cf.existing_projects = frozenset(map(str, data.get("existingProjects") or []))
+            if isinstance(data.get("appOfAppsProjects"), list):
+                cf.app_of_apps_projects = frozenset(map(str, data["appOfAppsProjects"]))
             _add_secrets(cf, data.get("externalSecrets"))
         if name in config.clusters:
             _add_secrets(cf, config.clusters[name].external_secrets)

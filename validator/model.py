@@ -78,6 +78,12 @@ class ClusterFacts:
     #: (namespace, name) -> keys of Secrets created outside git
     external_secrets: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     directory: str | None = None  # repo-relative folder (clusters/<name>)
+    #: the kustomization that installs Argo CD into this cluster (cluster.yaml ``argocdInstall``)
+    argocd_install: str | None = None
+    #: AppProjects that exist in the cluster without being in the repo (cluster.yaml ``existingProjects``)
+    existing_projects: frozenset[str] = frozenset()
+    #: projects an app-of-apps may give its children (cluster.yaml ``appOfAppsProjects``); None: any but `default`
+    app_of_apps_projects: frozenset[str] | None = None
 
 
 # --- pod-spec helpers shared by the rules ---------------------------------------------------

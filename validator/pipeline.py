@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, discover, policy, render, schema, schemastore
+from . import appsource, discover, kustomize, policy, render, schema, schemastore
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest
-from .rules import Context
+from .rules import POLICY_RULES, Context
 from .yamlio import YamlProblem, decode, load_all, split_stream
 
 #: Changing one of these can change every result.
@@ -60,6 +60,14 @@ def find_tool(name: str, hint: str) -> str:
 
 HELM_HINT = ("Install it with `make setup` (builds helm v4 into .tools/bin; `make validate` puts it on PATH) "
              "or `go install helm.sh/helm/v4/cmd/helm@v4.2.1`.")
+KUSTOMIZE_HINT = ("Install it with `make setup` (builds kustomize v5 into .tools/bin) or "
+                  "`go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.1`.")
+#: The app name of a cluster's Argo CD install (cluster.yaml ``argocdInstall``) in findings.
+INSTALL_APP = "argocd-install"
+#: The rules for the install's objects: cluster-wide facts this repo sets (NodePorts, projects).
+#: Upstream's workloads (probes, resources, images) are Argo CD's to harden, not this repo's;
+#: every object of the install is still schema-checked.
+INSTALL_RULES = tuple(r for r in POLICY_RULES if r.id == "refs/nodeport" or r.id.startswith("argocd/"))
 KUBECONFORM_HINT = ("Install it with `make setup` (builds it into .tools/bin) or "
                     "`go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0`.")
 
@@ -68,6 +76,13 @@ def schema_root(opts: Options) -> Path:
     root = opts.schema_dir or (Path(os.environ["GITOPS_VALIDATE_SCHEMA_DIR"]) if os.environ.get("GITOPS_VALIDATE_SCHEMA_DIR")
                                else opts.repo / (opts.config.schema_dir or ".tools/schemas"))
     return root
+
+
+def argocd_manifests_dir(opts: Options) -> Path:
+    """Argo CD's release manifests that `make setup` keeps offline (.tools/argocd/<version>/), next
+    to the schemas; GITOPS_VALIDATE_ARGOCD_DIR overrides."""
+    env = os.environ.get("GITOPS_VALIDATE_ARGOCD_DIR")
+    return Path(env) if env else schema_root(opts).parent / "argocd"
 
 
 def _require_schemas(root: Path, version: str) -> None:
@@ -182,6 +197,13 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         _require_schemas(root, v)
     api_versions = {v: schemastore.api_versions(root, v) for v in {*versions.values(), default_version}}
     revision = _revision(repo)
+    argocd_dir = argocd_manifests_dir(opts)
+    tools: dict[str, str] = {}
+
+    def tool(name: str, hint: str) -> str:
+        if name not in tools:
+            tools[name] = find_tool(name, hint)
+        return tools[name]
 
     top: list[Manifest] = []
     for m in disc.argo:
@@ -195,13 +217,23 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                 g.cluster = _guess_cluster(g, disc.clusters) or m.cluster
             top += generated
 
-    helm: str | None = None
     apps: dict[tuple, _App] = {}
     pending = [_App(m, m.cluster) for m in top]
     helm_runs = cache_hits = 0
+    # Each cluster's Argo CD install first: its argocd-cm holds kustomize.buildOptions.
+    build_options: dict[str | None, tuple[str, ...]] = {}
+    argo_files = {m.file for m in disc.argo}
+    for name, cf in sorted(disc.clusters.items()):
+        if cf.argocd_install:
+            a = _install_app(repo, name, cf, opts, argocd_dir, tool("kustomize", KUSTOMIZE_HINT))
+            apps[(name, None, INSTALL_APP)] = a
+            # the install's AppProjects etc. are also repo files, read (and checked) once
+            a.manifests = [m for m in a.manifests if not (m.kind in discover.ARGO_KINDS and m.file in argo_files)]
+            build_options[name] = _kustomize_build_options(a.manifests)
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         while pending:
             jobs: list[tuple[_App, render.RenderRequest]] = []
+            kjobs: list[tuple[_App, kustomize.KustomizeRequest]] = []
             for a in pending:
                 key = (a.cluster, a.manifest.namespace, a.manifest.name)
                 if key in apps:  # the first definition wins, as it does in the cluster
@@ -213,21 +245,31 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
                     continue
                 apps[key] = a
                 version = version_of(a.cluster)
-                target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files)
+                target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files,
+                                          argocd_dir, build_options.get(a.cluster, ()))
                 prep = appsource.prepare(a.manifest, repo, config, target)
                 a.findings += prep.findings
                 a.paths |= prep.paths
                 a.manifests += prep.manifests
+                kjobs += [(a, k) for k in prep.kustomize]
                 for req in prep.requests:
                     vf, ok = schema.check_values(repo, req)
                     a.findings += vf
                     if ok:
                         jobs.append((a, req))
-            if jobs and helm is None:
-                helm = find_tool("helm", HELM_HINT)
-            do_render = partial(render.render, repo, helm=helm, cache_dir=opts.cache_dir)
+            do_render = partial(render.render, repo, helm=tool("helm", HELM_HINT) if jobs else "", cache_dir=opts.cache_dir)
             results = list(pool.map(do_render, [req for _, req in jobs]))
+            do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize", KUSTOMIZE_HINT) if kjobs else "",
+                                   cache_dir=opts.cache_dir)
+            kresults = list(pool.map(do_kustomize, [req for _, req in kjobs]))
             pending = []
+            for (a, kreq), kr in zip(kjobs, kresults, strict=True):
+                a.findings += kr.findings
+                a.manifests += kr.manifests
+                a.paths |= kr.paths
+                cache_hits += kr.cached
+                pending += [_App(c, a.cluster) for c in kr.manifests
+                            if c.kind == "Application" and c.api_version.startswith("argoproj.io/")]
             for (a, req), r in zip(jobs, results, strict=True):
                 a.findings += r.findings
                 a.manifests += r.manifests
@@ -255,9 +297,39 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         by_cluster.setdefault(m.cluster, []).append(m)
     for cluster, objs in by_cluster.items():
         ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
-        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities)
+        mine = [m for m in objs if scope.keeps(m.app, m.file)]
+        findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities)
+        findings += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits)
+
+
+def _install_app(repo: Path, cluster: str, cf: ClusterFacts, opts: Options, argocd_dir: Path, kustomize_bin: str) -> _App:
+    """The cluster's Argo CD install, rendered with plain `kustomize build` (as `kubectl apply -k`
+    does) into the objects of its namespace; an app of its own in findings."""
+    path = cf.argocd_install or "."
+    facts_file = f"{cf.directory}/cluster.yaml" if cf.directory else None
+    anchor = Manifest({"kind": "Kustomization", "metadata": {"name": INSTALL_APP}}, facts_file, None, cluster=cluster)
+    a = _App(anchor, cluster)
+    if not (repo / path).is_dir() or kustomize.kustomization_file(repo / path) is None:
+        a.findings.append(Finding("argocd/missing-path", Severity.ERROR,
+                                  f"argocdInstall {path!r} is not a kustomization directory in the repository",
+                                  facts_file, None, None, INSTALL_APP))
+        return a
+    req = kustomize.KustomizeRequest(app=INSTALL_APP, path=path, namespace="", cluster=cluster, argocd_dir=argocd_dir)
+    r = kustomize.render(repo, req, kustomize_bin, opts.cache_dir)
+    a.findings += r.findings
+    a.manifests += r.manifests
+    a.paths |= r.paths
+    return a
+
+
+def _kustomize_build_options(objects: list[Manifest]) -> tuple[str, ...]:
+    """argocd-cm ``kustomize.buildOptions`` of an install (Argo CD splits it on whitespace)."""
+    for m in objects:
+        if m.kind == "ConfigMap" and m.name == "argocd-cm":
+            return tuple(str((m.doc.get("data") or {}).get("kustomize.buildOptions") or "").split())
+    return ()
 
 
 @dataclass
