@@ -4,6 +4,7 @@ or the objects of a plain-directory source. Every refusal Argo CD would make is 
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,22 @@ def _locate_in_hints(repo: Path, files: tuple[str, ...], value: object) -> tuple
         try:
             for n, text in enumerate((repo / rel).read_text(encoding="utf-8").splitlines(), 1):
                 if value in text:
+                    return rel, n
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def find_setting(repo: Path, files: tuple[str, ...], key: object, value: object) -> tuple[str, int] | None:
+    """The line ``key: value`` in ``files`` (the last file first: it wins in helm), where a rendered
+    object's field was most likely set."""
+    if not isinstance(key, str) or isinstance(value, (dict, list)) or value is None:
+        return None
+    pattern = re.compile(rf"^\s*(-\s+)?{re.escape(key)}\s*:\s*([\"']?){re.escape(str(value))}\2\s*(#.*)?$")
+    for rel in reversed(files):
+        try:
+            for n, text in enumerate((repo / rel).read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.match(text):
                     return rel, n
         except (OSError, UnicodeDecodeError):
             continue

@@ -64,3 +64,5 @@ class Problem:
     """
     message: str
     path: tuple = field(default_factory=tuple)
+    #: another object (a Manifest) whose file the path is in, e.g. the AppProject that refuses an app
+    at: object = None

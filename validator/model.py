@@ -30,6 +30,9 @@ class Manifest:
     app: str | None = None
     cluster: str | None = None
     yaml: Document | None = None     # node graph, for line numbers inside a file we read
+    #: for an object rendered by helm: the value files it was rendered from (where a finding
+    #: without a line of its own may find the setting that caused it)
+    hints: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:

@@ -298,8 +298,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     for cluster, objs in by_cluster.items():
         ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
         mine = [m for m in objs if scope.keeps(m.app, m.file)]
-        findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities)
-        findings += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES)
+        findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo)
+        findings += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES,
+                                    repo=repo)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits)
 
@@ -348,7 +349,11 @@ class _Scope:
                 cf.directory and p == f"{cf.directory}/cluster.yaml" for p in changed for cf in disc.clusters.values()):
             return cls(None, changed)
         affected = set()
+        # a changed AppProject affects the apps in it (and the app-of-apps that renders them)
+        projects = {m.name for m in disc.argo if m.kind == "AppProject" and m.file in changed}
         for a in apps.values():
+            if projects and str((a.manifest.doc.get("spec") or {}).get("project")) in projects:
+                affected |= {a.manifest.name} | ({a.manifest.app} if a.manifest.app else set())
             dirs = [p for p in a.paths if (opts.repo / p).is_dir()]
             if (a.manifest.file in changed and a.manifest.line is not None) or changed & a.paths or any(
                     c.startswith(d.rstrip("/") + "/") for c in changed for d in dirs):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import argocd, images, kustomize, probes, refs, resources, schema, secrets, security, values, yamlfile
+from . import argocd, images, kustomize, probes, projects, refs, resources, schema, secrets, security, values, yamlfile
 from .base import Check, Context, Rule
 
-FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, images, security, argocd, kustomize)
+FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, images, security, argocd, kustomize, projects)
 
 REGISTRY: dict[str, Rule] = {}
 for _family in FAMILIES:

@@ -4,6 +4,7 @@ a pure function from one object and its context to problems."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Iterable
 
 from ..findings import Problem, Severity
@@ -24,6 +25,19 @@ class Context:
             if m.kind == kind and m.name == name and m.namespace == namespace:
                 return m
         return None
+
+    @cached_property
+    def _argo(self) -> dict[tuple[str, str], Manifest]:
+        """Argo CD objects by (kind, name), built once; the first definition wins, as in the cluster."""
+        index: dict[tuple[str, str], Manifest] = {}
+        for m in self.objects:
+            if m.api_version.startswith("argoproj.io/"):
+                index.setdefault((m.kind, m.name), m)
+        return index
+
+    def argo_object(self, kind: str, name: str) -> Manifest | None:
+        """The Application or AppProject of that name (Argo CD's namespace holds them all)."""
+        return self._argo.get((kind, name))
 
     def in_namespace(self, kind: str, namespace: str | None) -> list[Manifest]:
         return [m for m in self.objects if m.kind == kind and m.namespace == namespace]
