@@ -331,7 +331,7 @@ class _Locator:
         meta = doc.get("metadata") or {}
         key = (str(doc.get("kind")), str(meta.get("name")))
         patch = self.patches.get(key) or next((v for (k, n), v in self.patches.items()
-                                               if k == key[0] and key[1].endswith(n)), None)
+                                               if k == key[0] and n in key[1]), None)
         if patch:
             return patch[0], patch[1].line, patch[1]
         path = origin.get("path") if isinstance(origin, dict) else None
@@ -348,7 +348,7 @@ class _Locator:
             self.files[rel] = _read(self.repo, rel)[0]
         for d in self.files[rel]:
             dm = d.data.get("metadata") if isinstance(d.data, dict) else None
-            if isinstance(dm, dict) and d.data.get("kind") == key[0] and key[1].endswith(str(dm.get("name"))):
+            if isinstance(dm, dict) and d.data.get("kind") == key[0] and str(dm.get("name")) in key[1]:
                 return rel, d.line, d
         return rel, None, None
 
@@ -431,9 +431,13 @@ def _build(work: Path, home: Path, req: KustomizeRequest, cmds: list[list[str]],
 
 
 def _user_error(req: KustomizeRequest, stderr: str, work: Path) -> Finding:
+    """kustomize refused the kustomization: a finding on its file (the error names the details)."""
     msg = stderr.strip().replace(str(work) + "/", "").replace(str(work), ".")
     msg = msg.removeprefix("Error:").strip()
-    return _finding(req, "argocd/kustomize-failed", f"kustomize build {req.path} failed: {msg[-800:]}")
+    kfile = kustomization_file(work / req.path)
+    rel = posixpath.join(req.path, kfile.name if kfile else KUSTOMIZATION_FILES[0])
+    return Finding("argocd/kustomize-failed", Severity.ERROR, f"kustomize build {req.path} failed: {msg[-800:]}",
+                   rel, None, req.origin.ref if req.origin else None, req.app)
 
 
 def _documents(text: str, req: KustomizeRequest) -> list[dict]:

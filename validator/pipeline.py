@@ -206,6 +206,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
         return tools[name]
 
     top: list[Manifest] = []
+    generated_apps: list[Manifest] = []   # by ApplicationSets: policy-checked (projects), not files
     for m in disc.argo:
         m.cluster = _guess_cluster(m, disc.clusters) if m.kind != "AppProject" else discover.cluster_of([m.file or ""], disc.clusters)
         if m.kind == "Application":
@@ -216,6 +217,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
             for g in generated:
                 g.cluster = _guess_cluster(g, disc.clusters) or m.cluster
             top += generated
+            generated_apps += generated
 
     apps: dict[tuple, _App] = {}
     pending = [_App(m, m.cluster) for m in top]
@@ -282,7 +284,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     scope = _Scope.of(opts, apps, disc)
     file_objects = [m for m in disc.argo if m.file]
     all_objects = file_objects + [m for a in apps.values() for m in a.manifests]
-    checked = [m for m in all_objects if scope.keeps(m.app, m.file)]
+    checked = [m for m in all_objects if scope.keeps(_app_of(m), m.file)]
     for a in apps.values():
         findings += a.findings
     findings = [f for f in findings if scope.keeps(f.app, f.file)]
@@ -293,11 +295,11 @@ def _run_repo(opts: Options, kubeconform: str, root: Path, start: float) -> Resu
     for v, batch in sorted(by_version.items()):
         findings += schema.check_objects(batch, kubeconform, root, v)
     by_cluster: dict[str | None, list[Manifest]] = {}
-    for m in all_objects:
+    for m in all_objects + generated_apps:
         by_cluster.setdefault(m.cluster, []).append(m)
     for cluster, objs in by_cluster.items():
         ctx = Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries)
-        mine = [m for m in objs if scope.keeps(m.app, m.file)]
+        mine = [m for m in objs if scope.keeps(_app_of(m), m.file)]
         findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo)
         findings += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES,
                                     repo=repo)
@@ -331,6 +333,11 @@ def _kustomize_build_options(objects: list[Manifest]) -> tuple[str, ...]:
         if m.kind == "ConfigMap" and m.name == "argocd-cm":
             return tuple(str((m.doc.get("data") or {}).get("kustomize.buildOptions") or "").split())
     return ()
+
+
+def _app_of(m: Manifest) -> str | None:
+    """The app an object belongs to; an Application read from a file is its own."""
+    return m.app if m.app is not None or m.kind != "Application" else m.name
 
 
 @dataclass

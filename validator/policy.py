@@ -76,7 +76,7 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 msg = problem.message
                 if rule.id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
-                # an Application read from a file is part of its own app (for path-scoped runs)
+                # an Application read from a file is its own app (path-scoped runs keep its findings)
                 app = m.app if m.app is not None or m.kind != "Application" else m.name
                 out.append(Finding(rule.id, severity, msg, file, line, m.ref, app))
     return out
