@@ -148,3 +148,37 @@ def test_project_only_declared_to_exist_is_accepted(fx):
     plant(fx, "multi.yaml", "project: web", "project: platform")
     r = validate(fx)
     assert r.code == 0, r.json["findings"]
+
+
+# --- one-line edits to this repository (the acceptance list) ----------------------------
+
+#: (id, file, old, new, rule); the finding must name the edited file and line
+REPO_EDITS = [
+    ("sourceRepos", "argocd/projects.yaml", "  sourceRepos:\n    - https://github.com/todo-chatbot/todo-gitops.git\n"
+     "  destinations:\n    - server: https://kubernetes.default.svc\n      namespace: todo\n",
+     "  sourceRepos:\n    - https://github.com/todo-chatbot/other.git\n"
+     "  destinations:\n    - server: https://kubernetes.default.svc\n      namespace: todo\n", "argocd/project-source"),
+    ("destinations", "argocd/projects.yaml", "      namespace: todo\n", "      namespace: todo-prod\n",
+     "argocd/project-destination"),
+    ("no-namespace-kind", "argocd/projects.yaml", "      kind: Namespace", "      kind: PersistentVolume",
+     "argocd/project-create-namespace"),
+    ("nonexistent-project", "argocd/root-app.yaml", "project: todo-bootstrap", "project: todo-bootstap",
+     "argocd/project-missing"),
+    ("default-project", "clusters/minikube/apps.yaml", "apps:\n", "project: default\napps:\n",
+     "argocd/app-of-apps-project"),
+]
+
+
+@pytest.mark.parametrize("case", REPO_EDITS, ids=[c[0] for c in REPO_EDITS])
+def test_one_line_edits_to_this_repo_are_refused(repo_copy, case):
+    _, rel, old, new, rule = case
+    text = (repo_copy / rel).read_text()
+    line = plant(repo_copy, rel, old, new)
+    changed = next(i for i, (a, b) in enumerate(zip(text.splitlines(), (repo_copy / rel).read_text().splitlines()), 1)
+                   if a != b)
+    assert changed >= line
+    for paths in ((), (rel,)):
+        r = validate(repo_copy, *paths)
+        assert r.code == 1, (paths, r.out + r.err)
+        hits = [f for f in r.json["findings"] if f["rule"] == rule]
+        assert hits and all((f["file"], f["line"]) == (rel, changed) for f in hits), (paths, r.json["findings"])
