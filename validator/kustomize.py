@@ -22,7 +22,6 @@ import json
 import os
 import posixpath
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -32,8 +31,9 @@ import yaml
 
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
-from .render import envsubst
-from .yamlio import Document, YamlProblem, decode, load_all
+from .discover import read_yaml
+from .render import envsubst, inside
+from .yamlio import Document
 
 try:  # the C parser: Argo CD's own install is ~2 MB of YAML
     from yaml import CSafeLoader as _FastLoader
@@ -102,20 +102,8 @@ class _Tree:
 
 
 def _read(repo: Path, rel: str) -> tuple[list[Document], Finding | None]:
-    try:
-        return [d for d in load_all(decode((repo / rel).read_bytes())) if d.data is not None], None
-    except YamlProblem as e:
-        return [], Finding(e.rule, Severity.ERROR, e.message, rel, e.line)
-    except OSError as e:
-        return [], Finding("yaml/syntax", Severity.ERROR, f"cannot read: {e.strerror}", rel, None)
-
-
-def _inside(repo: Path, p: Path) -> bool:
-    try:
-        p.resolve().relative_to(repo.resolve())
-        return True
-    except ValueError:
-        return False
+    docs, findings = read_yaml(repo, rel)
+    return [d for d in docs if d.data is not None], (findings[0] if findings else None)
 
 
 def _walk(repo: Path, req: KustomizeRequest) -> _Tree:
@@ -170,7 +158,7 @@ def _walk(repo: Path, req: KustomizeRequest) -> _Tree:
                     tree.ok = False
                     continue
                 target = posixpath.normpath(posixpath.join(d, entry))
-                if target.startswith("..") or target.startswith("/") or not _inside(repo, repo / target):
+                if target.startswith("..") or target.startswith("/") or not inside(repo, repo / target):
                     tree.findings.append(Finding("argocd/outside-repo", Severity.ERROR,
                                                  f"{key[:-1]} {entry!r} resolves outside the repository", rel, line,
                                                  req.origin.ref if req.origin else None, req.app))
@@ -206,7 +194,7 @@ def _copy(repo: Path, req: KustomizeRequest, tree: _Tree, dest: Path, digest) ->
                 rel = str(src.relative_to(repo))
                 if (dest / rel).exists():
                     continue
-                if not _inside(repo, src):
+                if not inside(repo, src):
                     findings.append(Finding("argocd/outside-repo", Severity.ERROR,
                                             f"{rel} is a symlink that leaves the repository; Argo CD refuses it",
                                             rel, None, None, req.app))
@@ -307,7 +295,7 @@ def _patch_docs(repo: Path, d: str) -> dict[tuple[str, str], tuple[str, Document
         if not isinstance(f, str):
             continue
         rel = posixpath.normpath(posixpath.join(d, f))
-        if not (repo / rel).is_file() or not _inside(repo, repo / rel):
+        if not (repo / rel).is_file() or not inside(repo, repo / rel):
             continue
         pdocs, _ = _read(repo, rel)
         for pd in pdocs:
