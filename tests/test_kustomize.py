@@ -160,3 +160,13 @@ def test_the_frontend_on_argo_cds_nodeport_is_refused(repo_copy):
         [f] = errors(r, "refs/nodeport")
         assert (f["file"], f["line"]) == ("clusters/minikube/values/todo-frontend.yaml", line)
         assert "argocd/argocd-server" in f["message"]
+
+
+def test_a_kustomize_that_hangs_is_stopped(fx, tmp_path, monkeypatch):
+    fake = tmp_path / "kustomize"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(kustomize, "KUSTOMIZE_TIMEOUT", 1)
+    req = kustomize.KustomizeRequest(app="kapp", path="kust/overlay", namespace="web-a")
+    with pytest.raises(RuntimeError, match="did not finish within 1s"):
+        kustomize.render(fx, req, str(fake), None)
