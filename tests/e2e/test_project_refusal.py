@@ -47,7 +47,7 @@ def test_a_project_refusing_the_destination_is_refused_by_both(loop: Loop) -> No
     assert {f["object"]["name"] for f in hits} == {"todo-backend", "todo-frontend"}
 
     apply_projects(loop)  # merged anyway and applied: Argo CD refuses the apps of the project
-    loop.argocd.cli("app", "get", BACKEND, "--refresh")
+    loop.argocd.cli("app", "get", BACKEND, "--refresh", check=False)  # a nudge; the controller also watches projects
     message = loop.procs.wait_until(f"{BACKEND} to report the project refusing its destination",
                                     lambda: invalid_spec(loop, BACKEND), timeout=loop.poll * 6 + 60,
                                     logs=("argocd-application-controller",))
@@ -59,6 +59,6 @@ def test_a_project_refusing_the_destination_is_refused_by_both(loop: Loop) -> No
     fixed = loop.repo.push()
     assert loop.validate().code == 0
     apply_projects(loop)
-    loop.argocd.cli("app", "get", BACKEND, "--refresh")
+    loop.argocd.cli("app", "get", BACKEND, "--refresh", check=False)
     loop.wait_app(BACKEND, revision=fixed)
     assert invalid_spec(loop, BACKEND) is None
