@@ -21,7 +21,7 @@ VERSIONS = read_versions()
 
 def tool_env(path_prefix: str | None = None) -> dict[str, str]:
     """Environment with the pinned tools first on PATH. Missing tools fail the test, never skip it."""
-    for tool in ("helm", "kubeconform"):
+    for tool in ("helm", "kubeconform", "kustomize"):
         if not (TOOLS / tool).is_file():
             pytest.fail(f"{TOOLS / tool} is missing: run `make setup`")
     env = dict(os.environ)

@@ -106,15 +106,17 @@ def test_kubeconform_missing_is_exit_2_with_instructions(tmp_path):
     assert "gitops-validate doctor" in r.err
 
 
-def test_helm_missing_is_exit_2(tmp_path):
+@pytest.mark.parametrize("missing", ["helm", "kustomize"])
+def test_helm_or_kustomize_missing_is_exit_2(tmp_path, missing):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
+    for tool in {"kubeconform", "helm", "kustomize"} - {missing}:
+        (bindir / tool).symlink_to(TOOLS / tool)
     env = tool_env(str(bindir))
     env["PATH"] = f"{bindir}{os.pathsep}{Path(env['PATH'].split(os.pathsep)[1])}{os.pathsep}/usr/bin:/bin"
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     r = run_cli("--no-cache", env=env)
-    assert r.code == 2 and "helm not found" in r.err and f"helm-{VERSIONS['HELM_VERSION']}-" in r.err
+    assert r.code == 2 and f"{missing} not found" in r.err and "make" not in r.err and "gitops-validate doctor" in r.err
 
 
 def test_bad_config_is_exit_2_with_the_reason(tmp_path):

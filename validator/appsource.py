@@ -4,6 +4,7 @@ or the objects of a plain-directory source. Every refusal Argo CD would make is 
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from . import confine
 from .config import Config
 from .discover import is_local_repo, manifests_from_file, misspelt_repo_url
 from .findings import Finding, Severity
+from .kustomize import KustomizeRequest, kustomization_file
 from .model import CLUSTER_SCOPED, Manifest, mapping, sequence
 from .render import RenderRequest, build_env, envsubst, inside
 
@@ -27,11 +29,16 @@ class Target:
     #: for an Application rendered by a parent chart: the parent's value files, where the
     #: settings it was rendered from are written (findings point there, with a line)
     hint_files: tuple[str, ...] = ()
+    #: Argo CD's pinned release manifests (.tools/argocd), for a kustomization that names them
+    argocd_dir: Path | None = None
+    #: argocd-cm kustomize.buildOptions (none by default)
+    kustomize_build_options: tuple[str, ...] = ()
 
 
 @dataclass
 class Prepared:
     requests: list[RenderRequest] = field(default_factory=list)
+    kustomize: list[KustomizeRequest] = field(default_factory=list)
     manifests: list[Manifest] = field(default_factory=list)   # plain-directory sources
     findings: list[Finding] = field(default_factory=list)
     paths: set[str] = field(default_factory=set)               # repo paths the app reads
@@ -64,6 +71,22 @@ def _locate_in_hints(repo: Path, files: tuple[str, ...], value: object) -> tuple
         try:
             for n, text in enumerate((repo / rel).read_text(encoding="utf-8").splitlines(), 1):
                 if value in text:
+                    return rel, n
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def find_setting(repo: Path, files: tuple[str, ...], key: object, value: object) -> tuple[str, int] | None:
+    """The line ``key: value`` in ``files`` (the last file first: it wins in helm), where a rendered
+    object's field was most likely set."""
+    if not isinstance(key, str) or isinstance(value, (dict, list)) or value is None:
+        return None
+    pattern = re.compile(rf"^\s*(-\s+)?{re.escape(key)}\s*:\s*([\"']?){re.escape(str(value))}\2\s*(#.*)?$")
+    for rel in reversed(files):
+        try:
+            for n, text in enumerate((repo / rel).read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.match(text):
                     return rel, n
         except (OSError, UnicodeDecodeError):
             continue
@@ -122,14 +145,20 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
             finding(confine.RULE, f"source path {path!r} holds {len(leaving)} symlink(s) leaving the repository "
                     f"({', '.join(leaving[:3])}{', …' if len(leaving) > 3 else ''}); not rendered", where + ("path",))
             continue
-        if (repo / path / "Chart.yaml").is_file():
+        if src.get("plugin"):
+            finding("argocd/unsupported-source", f"source {path!r} is a config management plugin; it is not rendered",
+                    where, Severity.WARNING)
+        elif (repo / path / "Chart.yaml").is_file() and src.get("kustomize") is None:
             req = _helm_request(app, src, where, path, namespace, repo, refs, config, target, finding, out)
             if req:
                 out.requests.append(req)
-        elif any((repo / path / k).is_file() for k in ("kustomization.yaml", "kustomization.yml", "Kustomization")) \
-                or src.get("kustomize") or src.get("plugin"):
-            finding("argocd/unsupported-source", f"source {path!r} is Kustomize or a plugin; it is not rendered",
-                    where, Severity.WARNING)
+        elif src.get("kustomize") is not None or kustomization_file(repo / path):
+            opts = src.get("kustomize") if isinstance(src.get("kustomize"), dict) else {}
+            out.kustomize.append(KustomizeRequest(
+                app=app.name, path=path, namespace=namespace, options=opts,
+                env=build_env(app, src, namespace, target.kube_version, target.revision),
+                build_options=target.kustomize_build_options, cluster=target.cluster, origin=app,
+                where=where, argocd_dir=target.argocd_dir))
         else:
             _directory(app, src, path, namespace, repo, target, out)
     return out

@@ -122,6 +122,11 @@ def load_clusters(repo: Path, config: Config) -> tuple[dict[str, ClusterFacts], 
             cf.kubernetes_version = str(data["kubernetesVersion"]) if data.get("kubernetesVersion") else None
             cf.capacity = mapping(data.get("capacity"))
             cf.capacity_lines = {str(k): docs[0].line_of(("capacity", k)) for k in cf.capacity}
+            if isinstance(data.get("argocdInstall"), str):
+                cf.argocd_install = data["argocdInstall"].strip("/") or "."
+            cf.existing_projects = frozenset(map(str, data.get("existingProjects") or []))
+            if isinstance(data.get("appOfAppsProjects"), list):
+                cf.app_of_apps_projects = frozenset(map(str, data["appOfAppsProjects"]))
             _add_secrets(cf, data.get("externalSecrets"))
         if name in config.clusters:
             _add_secrets(cf, config.clusters[name].external_secrets)

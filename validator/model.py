@@ -57,6 +57,9 @@ class Manifest:
     yaml: Document | None = None     # node graph, for line numbers inside a file we read
     #: for a rendered object: where its scalar fields were set in the values (provenance.ValueIndex)
     values: Any = None
+    #: for an object rendered by helm: the value files it was rendered from (where a finding
+    #: without a line of its own may find the setting that caused it)
+    hints: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -111,6 +114,12 @@ class ClusterFacts:
     external_secrets: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     directory: str | None = None  # repo-relative folder (clusters/<name>)
     capacity_lines: dict[str, int] = field(default_factory=dict)  # capacity key -> line in cluster.yaml
+    #: the kustomization that installs Argo CD into this cluster (cluster.yaml ``argocdInstall``)
+    argocd_install: str | None = None
+    #: AppProjects that exist in the cluster without being in the repo (cluster.yaml ``existingProjects``)
+    existing_projects: frozenset[str] = frozenset()
+    #: projects an app-of-apps may give its children (cluster.yaml ``appOfAppsProjects``); None: any but `default`
+    app_of_apps_projects: frozenset[str] | None = None
 
 
 # --- pod-spec helpers shared by the rules ---------------------------------------------------

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, policy, provenance, render, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, determinism, discover, kustomize, policy, provenance, render, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
 from .rendercache import RenderCache
-from .rules import Context, refs
+from .rules import POLICY_RULES, Context, refs
 from .rules.capacity import Budget, budget
 from .rules.secrets import secret_keys
 from .tools import CannotRun
@@ -57,12 +57,29 @@ def find_tool(name: str) -> str:
     return path
 
 
+#: The app name of a cluster's Argo CD install (cluster.yaml ``argocdInstall``) in findings.
+INSTALL_APP = "argocd-install"
+#: The rules for the install's objects: cluster-wide facts this repo sets (NodePorts, projects).
+#: Upstream's workloads (probes, resources, images) are Argo CD's to harden, not this repo's;
+#: every object of the install is still schema-checked.
+INSTALL_RULES = tuple(r for r in POLICY_RULES if r.id == "refs/nodeport" or r.id.startswith("argocd/"))
+
+
 def schema_root(opts: Options) -> Path | None:
     """The schema tree given (--schema-dir, GITOPS_VALIDATE_SCHEMA_DIR, config schemaDir), or None:
     the user's cache, built on first use from the installed packages."""
     if opts.schema_dir or os.environ.get("GITOPS_VALIDATE_SCHEMA_DIR"):
         return opts.schema_dir or Path(os.environ["GITOPS_VALIDATE_SCHEMA_DIR"])
     return opts.repo / opts.config.schema_dir if opts.config.schema_dir else None
+
+
+
+def argocd_manifests_dir(opts: Options) -> Path:
+    """Argo CD's release manifests that `make setup` keeps offline (.tools/argocd/<version>/), next
+    to the schemas; GITOPS_VALIDATE_ARGOCD_DIR overrides."""
+    env = os.environ.get("GITOPS_VALIDATE_ARGOCD_DIR")
+    root = schema_root(opts)
+    return Path(env) if env else (root.parent if root else opts.repo / ".tools") / "argocd"
 
 
 def _require_schemas(root: Path | None, version: str) -> Path:
@@ -207,6 +224,13 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         root = _require_schemas(given, v)
     api_versions = {v: schemastore.api_versions(root, v) for v in {*versions.values(), default_version}}
     revision = _revision(repo)
+    argocd_dir = argocd_manifests_dir(opts)
+    found: dict[str, str] = {}
+
+    def tool(name: str) -> str:
+        if name not in found:
+            found[name] = find_tool(name)
+        return found[name]
 
     top: list[Manifest] = []
     generated_apps: list[Manifest] = []   # what ApplicationSets create: checked like Applications in files
@@ -225,16 +249,26 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             top += generated
             generated_apps += generated
 
-    helm: str | None = None
     apps: dict[tuple, _App] = {}
     pending = [_App(m, m.cluster) for m in top]
     helm_runs = cache_hits = 0
     capped = False  # past limits.maxApplications
     unrendered: dict[str | None, set[str]] = {}  # cluster -> apps that did not render
+    # Each cluster's Argo CD install first: its argocd-cm holds kustomize.buildOptions.
+    build_options: dict[str | None, tuple[str, ...]] = {}
+    argo_files = {m.file for m in disc.argo}
+    for name, cf in sorted(disc.clusters.items()):
+        if cf.argocd_install:
+            a = _install_app(repo, name, cf, opts, argocd_dir, tool("kustomize"))
+            apps[(name, None, INSTALL_APP)] = a
+            # the install's AppProjects etc. are also repo files, read (and checked) once
+            a.manifests = [m for m in a.manifests if not (m.kind in discover.ARGO_KINDS and m.file in argo_files)]
+            build_options[name] = _kustomize_build_options(a.manifests)
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         while pending:
             tools.check_deadline()
             jobs: list[tuple[_App, render.RenderRequest]] = []
+            kjobs: list[tuple[_App, kustomize.KustomizeRequest]] = []
             for a in pending:
                 key = (a.cluster, a.manifest.namespace, a.manifest.name)
                 if key in apps:  # the first definition wins, as it does in the cluster
@@ -251,7 +285,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                     break
                 apps[key] = a
                 version = version_of(a.cluster)
-                target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files)
+                target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files,
+                                          argocd_dir, build_options.get(a.cluster, ()))
                 try:
                     prep = appsource.prepare(a.manifest, repo, config, target)
                 except Exception as e:  # noqa: BLE001 - a malformed Application is a finding, never a crash
@@ -260,6 +295,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 a.findings += prep.findings
                 a.paths |= prep.paths
                 a.manifests += prep.manifests
+                kjobs += [(a, k) for k in prep.kustomize]
                 # An app outside a path-scoped run is loaded only for cross-app references: its
                 # values findings would be dropped, so they are not computed (helm still checks them).
                 in_scope = _Scope.of(opts, {key: a}, disc).keeps(a.manifest.name, None)
@@ -270,11 +306,19 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         jobs.append((a, req))
                     else:
                         unrendered.setdefault(a.cluster, set()).add(req.app)
-            if jobs and helm is None:
-                helm = find_tool("helm")
-            do_render = partial(determinism.render_checked, repo, helm=helm, cache=cache, timeout=config.limits.render_timeout)
+            do_render = partial(determinism.render_checked, repo, helm=tool("helm") if jobs else "", cache=cache, timeout=config.limits.render_timeout)
             results = list(pool.map(do_render, [req for _, req in jobs]))
+            do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize") if kjobs else "",
+                                   cache_dir=cache.directory if cache else None)
+            kresults = list(pool.map(do_kustomize, [req for _, req in kjobs]))
             pending = []
+            for (a, kreq), kr in zip(kjobs, kresults, strict=True):
+                a.findings += kr.findings
+                a.manifests += kr.manifests
+                a.paths |= kr.paths
+                cache_hits += kr.cached
+                pending += [_App(c, a.cluster) for c in kr.manifests
+                            if c.kind == "Application" and c.api_version.startswith("argoproj.io/")]
             for (a, req), r in zip(jobs, results, strict=True):
                 a.value_files += [posixpath.join(req.chart, "values.yaml"), *req.value_files]
                 if any(f.rule == "values/render-failed" for f in r.findings):
@@ -305,7 +349,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 for cluster, objs in by_cluster.items()}
     scope = _Scope.of(opts, apps, disc)
     scope.widen(apps, contexts)
-    checked = [m for m in all_objects if scope.keeps(m.app, m.file)]
+    checked = [m for m in all_objects if scope.keeps(_app_of(m), m.file)]
     for a in apps.values():
         findings += a.findings
     findings = [f for f in findings if scope.keeps(f.app, f.file)]
@@ -318,7 +362,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     budgets = []
     for cluster, objs in by_cluster.items():
         ctx = contexts[cluster]
-        findings += policy.evaluate([m for m in objs if scope.keeps(m.app, m.file)], ctx, config.severities, repo=repo)
+        mine = [m for m in objs if scope.keeps(_app_of(m), m.file)]
+        findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo)
+        findings += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES,
+                                    repo=repo)
         # a sum over the whole cluster: reported when it points into what this run looks at
         findings += [f for f in policy.evaluate_cluster(ctx, config.severities, repo=repo) if scope.keeps(f.app, f.file)]
         b = budget(ctx)
@@ -354,6 +401,39 @@ def _too_many(m: Manifest, limit: int) -> Finding:
                    m.file, m.line, m.ref, m.app or m.name)
 
 
+def _install_app(repo: Path, cluster: str, cf: ClusterFacts, opts: Options, argocd_dir: Path, kustomize_bin: str) -> _App:
+    """The cluster's Argo CD install, rendered with plain `kustomize build` (as `kubectl apply -k`
+    does) into the objects of its namespace; an app of its own in findings."""
+    path = cf.argocd_install or "."
+    facts_file = f"{cf.directory}/cluster.yaml" if cf.directory else None
+    anchor = Manifest({"kind": "Kustomization", "metadata": {"name": INSTALL_APP}}, facts_file, None, cluster=cluster)
+    a = _App(anchor, cluster)
+    if not (repo / path).is_dir() or kustomize.kustomization_file(repo / path) is None:
+        a.findings.append(Finding("argocd/missing-path", Severity.ERROR,
+                                  f"argocdInstall {path!r} is not a kustomization directory in the repository",
+                                  facts_file, None, None, INSTALL_APP))
+        return a
+    req = kustomize.KustomizeRequest(app=INSTALL_APP, path=path, namespace="", cluster=cluster, argocd_dir=argocd_dir)
+    r = kustomize.render(repo, req, kustomize_bin, opts.cache_dir)
+    a.findings += r.findings
+    a.manifests += r.manifests
+    a.paths |= r.paths
+    return a
+
+
+def _kustomize_build_options(objects: list[Manifest]) -> tuple[str, ...]:
+    """argocd-cm ``kustomize.buildOptions`` of an install (Argo CD splits it on whitespace)."""
+    for m in objects:
+        if m.kind == "ConfigMap" and m.name == "argocd-cm":
+            return tuple(str((m.doc.get("data") or {}).get("kustomize.buildOptions") or "").split())
+    return ()
+
+
+def _app_of(m: Manifest) -> str | None:
+    """The app an object belongs to; an Application read from a file is its own."""
+    return m.app if m.app is not None or m.kind != "Application" else m.name
+
+
 @dataclass
 class _Scope:
     """What a run reports on: every app, or (with changed files) the apps those files affect, the
@@ -373,7 +453,11 @@ class _Scope:
                 cf.directory and p == f"{cf.directory}/cluster.yaml" for p in changed for cf in disc.clusters.values()):
             return cls(None, changed)
         affected, accounted = set(), set()
+        # a changed AppProject affects the apps in it (and the app-of-apps that renders them)
+        projects = {m.name for m in disc.argo if m.kind == "AppProject" and m.file in changed}
         for a in apps.values():
+            if projects and str(dig(a.manifest.doc, "spec", "project")) in projects:
+                affected |= {a.manifest.name} | ({a.manifest.app} if a.manifest.app else set())
             hit = {c for c in changed if c == a.manifest.file and a.manifest.line is not None}
             # a path an app reads (a file, or a directory: anything below it), present or deleted
             hit |= {c for c in changed for p in a.paths if c == p or p == "." or c.startswith(p.rstrip("/") + "/")}

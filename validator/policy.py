@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .appsource import find_setting
 from .findings import Finding, Severity
 from .model import Manifest
 from .rules import CLUSTER_RULES, POLICY_RULES, Context, Rule
@@ -45,14 +46,18 @@ def parse_skips(m: Manifest) -> tuple[dict[str, str], list[str]]:
 
 def locate(m: Manifest, path: tuple, repo: Path | None = None, related: tuple = ()) -> tuple[str | None, int | None]:
     """Where to point: the line inside a file we read; for a rendered object, the value file line
-    that set the field (or a related one) when provenance finds it, else the template line."""
-    if m.line is None and path:
+    that set the field (or a related one) when provenance finds it, else the first value-file line
+    that sets a key of that name and value, else the template line that spells the field out."""
+    line = m.line_of(path) if path else m.line
+    if line is None and path and m.line is None:
         found = m.values.locate(m.doc, (path, *related)) if m.values is not None else None
-        if found is not None:
+        if found is None and m.hints and repo is not None:
+            found = find_setting(repo, m.hints, path[-1], _value_at(m.doc, path))
+        if found:
             return found
         if repo is not None:  # rendered: the file is the chart template
             return m.file, template_line(repo, m.file, path, _value_at(m.doc, path))
-    return m.file, m.line_of(path) if path else m.line
+    return m.file, line
 
 
 def unreadable(m: Manifest, what: str, error: Exception) -> Finding:
@@ -95,8 +100,8 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
              severities: Mapping[str, Severity | None] | None = None,
              rules: Iterable[Rule] = POLICY_RULES, repo: Path | None = None) -> list[Finding]:
     """Findings of ``rules`` on ``manifests``. ``severities`` maps a rule id to a new severity,
-    or to None when the rule is off. With ``repo``, findings on rendered objects point at the
-    template line when the template spells the field out."""
+    or to None when the rule is off. With ``repo``, a finding on a rendered object points at the
+    value file line that set the field, or at the template line that spells it out."""
     severities = severities or {}
     active = [(r, severities.get(r.id, r.severity)) for r in rules]
     active = [(r, sev) for r, sev in active if sev is not None]
@@ -112,13 +117,16 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 out.append(unreadable(m, rule.id, e))
                 continue
             for problem in problems:
-                file, line = locate(m, problem.path, repo, problem.related)
+                at = problem.at or m  # another object's file (the AppProject that refuses an app)
+                file, line = locate(at, problem.path, repo, problem.related)  # type: ignore[arg-type]
                 msg = problem.message
-                if file != m.file and m.file:
+                if problem.at is None and file != m.file and m.file:
                     msg += f" (set here, rendered by {m.file})"
                 if rule.id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
-                out.append(Finding(rule.id, severity, msg, file, line, m.ref, m.app))
+                # an Application read from a file is its own app (path-scoped runs keep its findings)
+                app = m.app if m.app is not None or m.kind != "Application" else m.name
+                out.append(Finding(rule.id, severity, msg, file, line, m.ref, app))
     return out
 
 

@@ -175,7 +175,7 @@ def parse_rendered(text: str, req: RenderRequest) -> tuple[list[Manifest], list[
             meta = doc.get("metadata")
             if isinstance(meta, dict) and not meta.get("namespace") and doc.get("kind") not in CLUSTER_SCOPED:
                 meta["namespace"] = req.namespace  # Argo CD applies it in the destination namespace
-            manifests.append(Manifest(doc, file, None, app=req.app, cluster=req.cluster))
+            manifests.append(Manifest(doc, file, None, app=req.app, cluster=req.cluster, hints=(f"{req.chart}/values.yaml", *req.value_files)))
     return manifests, findings
 
 

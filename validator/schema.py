@@ -125,8 +125,11 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
             pairs = [(p, e.strip()) for p, e in _AT.findall(msg) if e.strip() != "validation failed"]
             for path, err in pairs or [("", msg)]:
                 where = f" at {path}" if path else ""
+                # an unknown field is on its own line (in a Kustomize patch too): point there
+                extra = re.match(r"additional properties? '([^']+)'", err)
+                pointer = _pointer(path) + ((extra.group(1),) if extra else ())
                 findings.append(Finding("schema/invalid", Severity.ERROR, f"{m.kind}{where}: {err}",
-                                        m.file, m.line_of(_pointer(path)), m.ref, m.app))
+                                        m.file, m.line_of(pointer), m.ref, m.app))
         elif status == "statusError":
             if msg.startswith("could not find schema"):
                 if is_builtin_group(m.api_version):

@@ -280,9 +280,9 @@ RULES = [
          _APP.replace("git.example/repo.git", "charts.example/other.git") % ("web", ""),
          _APP % ("apps/web", "")),
     Rule("argocd/unsupported-source", Severity.WARNING,
-         "an Application source type the validator does not render (Kustomize, a plugin)",
-         "Only Helm charts and plain directories are rendered; other sources are not checked.",
-         _APP % ("overlays/prod", ", kustomize: {}"), _APP % ("apps/web", "")),
+         "an Application source type the validator does not render (a config management plugin)",
+         "Helm charts, Kustomize and plain directories are rendered; a plugin source is not checked.",
+         _APP % ("apps/web", ", plugin: {name: sops}"), _APP % ("apps/web", "")),
     Rule("argocd/duplicate-application", Severity.ERROR,
          "two Applications with the same name in one cluster (or an app-of-apps that renders itself)",
          "Argo CD keeps one Application per name and namespace: the second definition overwrites the "

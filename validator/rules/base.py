@@ -64,6 +64,19 @@ class Context:
                          and m.namespace == namespace), None)
         return self._by_name.get((kind, namespace, name))
 
+    @cached_property
+    def _argo(self) -> dict[tuple[str, str], Manifest]:
+        """Argo CD objects by (kind, name), built once; the first definition wins, as in the cluster."""
+        index: dict[tuple[str, str], Manifest] = {}
+        for m in self.objects:
+            if m.api_version.startswith("argoproj.io/"):
+                index.setdefault((m.kind, m.name), m)
+        return index
+
+    def argo_object(self, kind: str, name: str) -> Manifest | None:
+        """The Application or AppProject of that name (Argo CD's namespace holds them all)."""
+        return self._argo.get((kind, name))
+
     def in_namespace(self, kind: str, namespace: str | None) -> list[Manifest]:
         """Every object of that kind in that namespace (None: objects without one)."""
         if not _hashable(namespace):
@@ -198,23 +211,6 @@ class Context:
 
 def _matches(labels: dict | None, selector: dict) -> bool:
     return labels is not None and all(k in labels and str(labels.get(k)) == str(v) for k, v in selector.items())
-
-
-    def workloads_selected(self, namespace: str | None, selector: dict) -> list[Manifest]:
-        """The workloads (not hooks) in ``namespace`` whose pod template labels the LabelSelector
-        ``selector`` matches (``model.selector_matches``)."""
-        return [w for kind in sorted(WORKLOAD_KINDS) for w in self.in_namespace(kind, namespace)
-                if not w.is_hook() and selector_matches(selector, pod_labels(w))]
-
-    def services_selecting(self, namespace: str | None, labels: dict) -> list[Manifest]:
-        """The Services in ``namespace`` whose (map) selector selects pods with ``labels``."""
-        out = []
-        for s in self.in_namespace("Service", namespace):
-            spec = s.doc.get("spec")
-            sel = spec.get("selector") if isinstance(spec, dict) else None
-            if isinstance(sel, dict) and sel and selector_matches({"matchLabels": sel}, labels):
-                out.append(s)
-        return out
 
 
 Check = Callable[[Manifest, Context], Iterable[Problem]]
