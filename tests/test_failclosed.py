@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI, ROOT, TOOLS, run_cli, tool_env
+from e2e.harness import copy_repo
 
 GOOD = ROOT / "tests" / "manifests" / "good.yaml"
 
@@ -21,8 +22,8 @@ GOOD = ROOT / "tests" / "manifests" / "good.yaml"
 def fake_bin(tmp_path: Path, **scripts: str) -> Path:
     """A bin folder with the pinned tools, where each named tool is replaced by a shell script."""
     bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
-    for tool in ("helm", "kubeconform"):
+    bindir.mkdir(parents=True, exist_ok=True)
+    for tool in ("helm", "kubeconform", "kustomize"):
         if tool not in scripts:
             (bindir / tool).symlink_to(TOOLS / tool)
     for tool, body in scripts.items():
@@ -276,7 +277,16 @@ def test_bad_limits_in_the_config_are_exit_2(tmp_path):
 
 
 def test_the_whole_run_has_a_deadline(tmp_path):
-    r = validate(tmp_path, "--deadline", "2", helm="sleep 300")
+    # this repo renders its Argo CD install with kustomize first: a hanging kustomize meets the deadline
+    r = validate(tmp_path / "a", "--deadline", "2", kustomize="sleep 300")
+    assert_cannot_run(r, "kustomize", "deadline (2s")
+    # a repo without an install: a hanging helm meets it
+    repo = tmp_path / "repo"
+    copy_repo(repo)
+    facts = repo / "clusters/minikube/cluster.yaml"
+    facts.write_text("".join(line for line in facts.read_text().splitlines(keepends=True)
+                             if not line.startswith("argocdInstall")))
+    r = validate(tmp_path / "b", "--deadline", "2", repo=repo, helm="sleep 300")
     assert_cannot_run(r, "helm", "deadline (2s")
 
 
