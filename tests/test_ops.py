@@ -415,7 +415,8 @@ def test_bootstrap_real_run_against_fake_tools(tmp_path):
     # The AppProjects and the root app point at the repo and branch being bootstrapped.
     projects = list(yaml.safe_load_all((fake_dir / "applied-projects.yaml").read_text()))
     assert {p["kind"] for p in projects} == {"AppProject"}
-    assert all(p["spec"]["sourceRepos"] == [REPO] for p in projects)
+    assert all(p["spec"]["sourceRepos"] == ([] if p["metadata"]["name"] == "default" else [REPO])
+               for p in projects)
     root = yaml.safe_load((fake_dir / "applied-root-app.yaml").read_text())
     assert root["spec"]["source"]["repoURL"] == REPO
     assert root["spec"]["source"]["targetRevision"] == BRANCH
