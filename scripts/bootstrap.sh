@@ -232,7 +232,8 @@ step "start minikube (skipped when it is already running)" \
 if ! is_dry && minikube_running; then
   printf '    minikube is running: not started again\n'
 else
-  run minikube start "--kubernetes-version=$K8S_VERSION" "--cpus=$CPUS" "--memory=$MEMORY_MB" --addons=ingress
+  # Calico enforces NetworkPolicy (minikube's default CNI ignores it: the charts' policies would be decoration).
+  run minikube start "--kubernetes-version=$K8S_VERSION" "--cpus=$CPUS" "--memory=$MEMORY_MB" --cni=calico --addons=ingress
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -111,3 +111,67 @@ def test_a_removed_enforce_label_is_refused(repo_copy: Path) -> None:
     found = [f for f in r.json["findings"] if f["rule"] == "security/namespace-pod-security"]
     assert {f["object"]["name"] for f in found} == {"todo-root", "todo-backend", "todo-frontend"}, found
     assert all("would admit privileged pods" in f["message"] for f in found)
+
+
+# --- 3. NetworkPolicies ---------------------------------------------------------------------
+
+def test_minikube_isolates_every_pod_both_ways() -> None:
+    """`networkPolicy.enabled: false` (or defaultDeny off) for minikube is refused here."""
+    from conftest import tool_env  # noqa: PLC0415 (the pinned helm)
+    import subprocess  # noqa: PLC0415
+    for app in ("todo-backend", "todo-frontend"):
+        p = subprocess.run(["helm", "template", app, str(ROOT / "apps" / app), "--namespace", "todo",
+                            "-f", str(ROOT / f"clusters/minikube/values/{app}.yaml")],
+                           capture_output=True, text=True, env=tool_env(), check=True)
+        docs = [d for d in yaml.safe_load_all(p.stdout) if d]
+        policies = [d["spec"] for d in docs if d["kind"] == "NetworkPolicy"]
+        assert {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]} in policies, \
+            f"{app}: no default-deny NetworkPolicy for minikube (networkPolicy.enabled/defaultDeny off?)"
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        own = [s for s in policies if s["podSelector"].get("matchLabels")
+               and s["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert own and all(s["policyTypes"] == ["Ingress", "Egress"] for s in own), f"{app}: {own}"
+
+
+def test_a_blocked_path_is_refused_naming_it(repo_copy: Path) -> None:
+    edit(repo_copy / "clusters/minikube/values/todo-frontend.yaml", "networkPolicy:\n  enabled: true\n",
+         "networkPolicy:\n  enabled: true\n  backend:\n    podLabels: {app.kubernetes.io/name: todo-backend}\n"
+         "    port: 8080\n")
+    r = validate(repo_copy)
+    assert r.code == 1, r.out + r.err
+    (found,) = [f for f in r.json["findings"] if f["rule"] == "refs/traffic-blocked"]
+    assert found["message"].startswith("path blocked: Deployment todo/todo-frontend -> http://todo-backend:8001 "
+                                       "-> Deployment todo/todo-backend port 8001: at the caller's egress"), found
+
+
+def test_network_rules_follow_kubernetes_semantics() -> None:
+    from validator.model import Manifest  # noqa: PLC0415
+    from validator.rules import Context  # noqa: PLC0415
+    from validator.rules.network import OUTSIDE, Pod, allowed, matches  # noqa: PLC0415
+
+    assert matches({}, {"a": "1"}) and not matches(None, {})
+    assert matches({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["api", "web"]}]},
+                   {"tier": "web"})
+    assert not matches({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {"tier": "x"})
+
+    def policy(name: str, spec: dict, ns: str = "todo") -> Manifest:
+        return Manifest({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                         "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    api = Pod(Manifest({"kind": "Deployment", "metadata": {"name": "api", "namespace": "todo"}}), "todo",
+              {"app": "api"})
+    web = Pod(Manifest({"kind": "Deployment", "metadata": {"name": "web", "namespace": "todo"}}), "todo",
+              {"app": "web"})
+    other_ns = Pod(web.workload, "other", {"app": "web"})
+    ctx = Context(objects=(policy("api", {"podSelector": {"matchLabels": {"app": "api"}},
+                                          "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}},
+                                                                {"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                                                       "ports": [{"port": "http"}, {"port": 9000, "endPort": 9009}]}]}),))
+    assert allowed(ctx, api, "Ingress", web, 8001, "http")[0]          # a named port
+    assert allowed(ctx, api, "Ingress", web, 9005, None)[0]            # a port range
+    assert not allowed(ctx, api, "Ingress", web, 8001, "metrics")[0]   # another port
+    assert not allowed(ctx, api, "Ingress", other_ns, 8001, "http")[0]  # podSelector: own namespace only
+    assert allowed(ctx, api, "Ingress", OUTSIDE, 8001, "http")[0]      # ipBlock: outside traffic only
+    assert not allowed(ctx, api, "Ingress", web, 8001, "http", "UDP")[0]
+    assert allowed(ctx, web, "Ingress", api, 1, None) == (True, [])   # not isolated: no policy selects it
+    assert allowed(ctx, api, "Egress", web, 1, None) == (True, [])    # policyTypes defaults to Ingress

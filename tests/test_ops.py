@@ -204,7 +204,7 @@ def expected_bootstrap_plan(repo: str = REPO, rev: str = BRANCH) -> list[str]:
         "==> [1/8] check tools",
         "==> [2/8] start minikube (skipped when it is already running)",
         f"+ minikube start --kubernetes-version={c['kubernetesVersion']} --cpus={cpus} "
-        f"--memory={memory_mb(c['capacity']['memory'])} --addons=ingress",
+        f"--memory={memory_mb(c['capacity']['memory'])} --cni=calico --addons=ingress",
         "==> [3/8] create namespace argocd",
         "+ kubectl create namespace argocd --dry-run=client -o yaml | kubectl apply -f -",
         f"==> [4/8] install Argo CD {v['ARGOCD_VERSION']}",

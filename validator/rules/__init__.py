@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import argocd, images, probes, refs, resources, schema, secrets, security, values, yamlfile
+from . import argocd, images, network, probes, refs, resources, schema, secrets, security, values, yamlfile
 from .base import Check, Context, Rule
 
-FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, images, security, argocd)
+FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, network, images, security, argocd)
 
 REGISTRY: dict[str, Rule] = {}
 for _family in FAMILIES:
