@@ -175,3 +175,86 @@ def test_network_rules_follow_kubernetes_semantics() -> None:
     assert not allowed(ctx, api, "Ingress", web, 8001, "http", "UDP")[0]
     assert allowed(ctx, web, "Ingress", api, 1, None) == (True, [])   # not isolated: no policy selects it
     assert allowed(ctx, api, "Egress", web, 1, None) == (True, [])    # policyTypes defaults to Ingress
+
+
+# --- 5. supply chain ------------------------------------------------------------------------
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+
+
+def test_every_action_is_pinned_by_commit_sha_with_its_tag() -> None:
+    assert WORKFLOWS
+    for wf in WORKFLOWS:
+        for n, line in enumerate(wf.read_text().splitlines(), 1):
+            m = USES.match(line)
+            if not m or m.group(1).startswith("./"):
+                continue
+            ref, comment = m.group(1), m.group(2).strip()
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), \
+                f"{wf.name}:{n}: {ref} is pinned by a tag a maintainer (or an attacker) can move; pin the full commit SHA"
+            assert re.fullmatch(r"# v\d+(\.\d+)*", comment), \
+                f"{wf.name}:{n}: say which release the SHA is, as a `# vX.Y.Z` comment"
+
+
+def _jobs() -> dict[str, dict]:
+    out = {}
+    for wf in WORKFLOWS:
+        doc = yaml.safe_load(wf.read_text())
+        assert doc.get("permissions") == {}, f"{wf.name}: the default token must have no permission"
+        out.update({f"{wf.name}:{name}": job for name, job in doc["jobs"].items()})
+    return out
+
+
+def test_least_privilege_per_job() -> None:
+    for name, job in _jobs().items():
+        perms = job.get("permissions")
+        assert isinstance(perms, dict), f"{name}: give the job its own permissions"
+        uploads = any(s.get("uses", "").startswith("github/codeql-action/upload-sarif") for s in job["steps"])
+        expected = {"contents": "read", **({"security-events": "write"} if uploads else {})}
+        assert perms == expected, f"{name}: {perms} (security-events: write only for the SARIF upload)"
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False, \
+                    f"{name}: checkout must not leave the token in .git/config (persist-credentials: false)"
+
+
+def test_go_is_pinned_to_an_exact_version_the_modules_accept() -> None:
+    needed = max(tuple(int(x) for x in re.search(r"(?m)^go (\S+)", m.read_text()).group(1).split("."))
+                 for m in (ROOT / "tests/e2e/modules").glob("*/go.mod"))
+    for name, job in _jobs().items():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/setup-go@"):
+                version = str(step["with"].get("go-version", ""))
+                assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name}: go-version {version!r} floats"
+                assert tuple(int(x) for x in version.split(".")) >= needed, name
+
+
+def test_base_images_are_pinned_by_digest() -> None:
+    dockerfiles = sorted((ROOT / "images").glob("*/Dockerfile"))
+    assert dockerfiles
+    for path in dockerfiles:
+        text = path.read_text()
+        args = dict(re.findall(r"(?m)^ARG (\w+)=(\S+)", text))
+        stages: set[str] = set()
+        for ref, alias in re.findall(r"(?m)^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", text):
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), ref)
+            if image not in stages:
+                assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), \
+                    f"{path.relative_to(ROOT)}: FROM {image} is not pinned by digest (name:tag@sha256:...)"
+            stages.add(alias)
+
+
+def test_frontend_runtime_files_are_owned_by_root() -> None:
+    text = (ROOT / "images/frontend/Dockerfile").read_text()
+    runtime = text[text.index("AS runtime"):]
+    assert "--chown" not in runtime, "the app must not own (and so be able to rewrite) its own code"
+
+
+def test_codeowners_guards_the_gate() -> None:
+    owners = ROOT / ".github" / "CODEOWNERS"
+    rules = [line.split() for line in owners.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert all(len(r) >= 2 and all(o.startswith("@") for o in r[1:]) for r in rules), "every pattern names owners"
+    patterns = {r[0] for r in rules}
+    for guarded in ("/argocd/", "/.gitops-validator.yaml", "/validator/", "/.github/", "/clusters/*/cluster.yaml"):
+        assert guarded in patterns, f"CODEOWNERS must guard {guarded}"
