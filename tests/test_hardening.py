@@ -258,3 +258,45 @@ def test_codeowners_guards_the_gate() -> None:
     patterns = {r[0] for r in rules}
     for guarded in ("/argocd/", "/.gitops-validator.yaml", "/validator/", "/.github/", "/clusters/*/cluster.yaml"):
         assert guarded in patterns, f"CODEOWNERS must guard {guarded}"
+
+
+# --- 4. Argo CD over TLS ----------------------------------------------------------------------
+
+def test_argocd_server_is_not_insecure() -> None:
+    """server.insecure (or its flag/env) anywhere in argocd/ turns the UI and API into plain HTTP."""
+    for path in sorted((ROOT / "argocd").rglob("*.y*ml")):
+        text = path.read_text()
+        assert "--insecure" not in text and "ARGOCD_SERVER_INSECURE" not in text, path
+        if "templates" in path.parts:
+            continue  # Helm templates, not YAML yet
+        for doc in load_all(path):
+            data = doc.get("data") or {} if doc.get("kind") == "ConfigMap" else {}
+            value = str(data.get("server.insecure", "false")).strip().lower()
+            assert value == "false", f"{path.relative_to(ROOT)}: server.insecure: {value!r} serves the Argo CD " \
+                                     "UI and API (the admin password, session tokens) over plain HTTP"
+
+
+def test_argocd_nodeports_reach_the_tls_port() -> None:
+    service = yaml.safe_load((ROOT / "argocd/patches/argocd-server-nodeport.yaml").read_text())
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["https"]["targetPort"] == 8080 and ports["https"]["nodePort"] == 30443
+    assert ports["http"]["targetPort"] == 8080  # answered with a redirect to https
+
+
+# --- 6. e2e hygiene -------------------------------------------------------------------------
+
+def test_e2e_kubeconfig_takes_only_throwaway_clusters() -> None:
+    import pytest  # noqa: PLC0415
+
+    from e2e.harness import HarnessError, check_context  # noqa: PLC0415
+
+    def config(name: str, extensions: list | None = None) -> dict:
+        context = {"cluster": name, "user": name, **({"extensions": extensions} if extensions else {})}
+        return {"current-context": name, "contexts": [{"name": name, "context": context}]}
+    minikube = [{"name": "context_info", "extension": {"provider": "minikube.sigs.k8s.io", "version": "v1.38.0"}}]
+    assert check_context(config("kind-todo")) == "kind-todo"
+    assert check_context(config("dev-profile", minikube)) == "dev-profile"
+    for name in ("prod-eks", "minikube-but-not-really", "gke_acme_europe-west1_main"):
+        with pytest.raises(HarnessError, match="not a minikube or kind profile.*E2E_FORCE=1"):
+            check_context(config(name))
+    assert check_context(config("prod-eks"), force=True) == "prod-eks"
