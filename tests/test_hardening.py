@@ -75,7 +75,9 @@ def test_todo_project_whitelists_exactly_the_kinds_the_charts_render() -> None:
 
 def test_children_project_is_not_a_cluster_value(repo_copy: Path) -> None:
     template = (ROOT / "argocd/apps/templates/applications.yaml").read_text()
-    assert re.search(r"(?m)^  project: todo$", template), "the children's project is written in the chart"
+    assert re.search(r"(?m)^  project: todo$", template), \
+        "the children's project must be the literal `todo` in the chart: a value (or `default`) would let a " \
+        "cluster file or an edit move the apps out of the locked-down project"
     assert "project" not in yaml.safe_load((ROOT / "argocd/apps/values.schema.json").read_text())["properties"]
     # A cluster's apps.yaml that tries to move the apps into `default` is refused.
     edit(repo_copy / "clusters/minikube/apps.yaml", "apps:\n", "project: default\napps:\n")
@@ -300,3 +302,32 @@ def test_e2e_kubeconfig_takes_only_throwaway_clusters() -> None:
         with pytest.raises(HarnessError, match="not a minikube or kind profile.*E2E_FORCE=1"):
             check_context(config(name))
     assert check_context(config("prod-eks"), force=True) == "prod-eks"
+
+
+def test_network_rules_survive_malformed_objects() -> None:
+    """Bad input is at most a finding (schema/ reports the shape), never a traceback."""
+    from validator.policy import evaluate  # noqa: PLC0415
+    from validator.rules import REGISTRY, Context  # noqa: PLC0415
+    from validator.rules.examples import example_deployment  # noqa: PLC0415
+    from validator.model import Manifest  # noqa: PLC0415
+
+    deploy = yaml.safe_load(example_deployment(container={"env": "[{name: API, value: 'http://web:80/x'}]"}))
+    deploy["metadata"]["namespace"] = "n"
+    weird = [
+        {"spec": "nope"}, {"spec": []}, {"spec": {"podSelector": "x", "policyTypes": "Ingress"}},
+        {"spec": {"podSelector": {"matchLabels": ["a"], "matchExpressions": "b"}, "ingress": "all"}},
+        {"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                  "ingress": [None, {"from": {"podSelector": 1}, "ports": {"port": 80}}],
+                  "egress": [{"to": "x", "ports": [{"port": None}, "p", {"port": "http", "endPort": "9"}]}]}},
+    ]
+    objects = [Manifest(deploy)] + [Manifest({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                              "metadata": {"name": f"p{i}", "namespace": "n"}, **w})
+                                     for i, w in enumerate(weird)]
+    objects += [Manifest({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "n"},
+                          "spec": spec}) for spec in ({"type": "NodePort", "selector": {"app": "web"}, "ports": "80"},
+                                                      {"type": "NodePort", "selector": {"app": "web"},
+                                                       "ports": [{"port": 80, "targetPort": "http"}]})]
+    ctx = Context(objects=tuple(objects))
+    rules = [REGISTRY["refs/traffic-blocked"], REGISTRY["refs/networkpolicy-selects-nothing"]]
+    findings = evaluate(objects, ctx, rules=rules)
+    assert all(f.rule in {r.id for r in rules} for f in findings)

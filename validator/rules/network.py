@@ -40,17 +40,29 @@ class Pod:
         return f"{self.workload.kind} {qualified(self.namespace, self.workload.name)}"
 
 
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _spec(m: Manifest) -> dict:
+    return _dict(m.doc.get("spec"))
+
+
 def matches(selector: object, labels: dict) -> bool:
     """A LabelSelector (matchLabels, matchExpressions) against labels; {} matches everything."""
     if not isinstance(selector, dict):
         return False
-    for k, v in (selector.get("matchLabels") or {}).items():
+    for k, v in _dict(selector.get("matchLabels")).items():
         if k not in labels or str(labels[k]) != str(v):
             return False
-    for e in selector.get("matchExpressions") or []:
+    for e in _list(selector.get("matchExpressions")):
         if not isinstance(e, dict):
             return False
-        key, op, values = e.get("key"), e.get("operator"), [str(v) for v in e.get("values") or []]
+        key, op, values = e.get("key"), e.get("operator"), [str(v) for v in _list(e.get("values"))]
         present = key in labels
         if op == "In" and not (present and str(labels[key]) in values):
             return False
@@ -85,7 +97,7 @@ def _namespace_labels(ctx: Context, namespace: str | None) -> dict:
 
 
 def _policy_types(policy: Manifest) -> list[str]:
-    spec = policy.doc.get("spec") or {}
+    spec = _spec(policy)
     types = spec.get("policyTypes")
     if isinstance(types, list):
         return [str(t) for t in types]
@@ -95,7 +107,7 @@ def _policy_types(policy: Manifest) -> list[str]:
 def _in_force(ctx: Context, pod: Pod, direction: str) -> list[Manifest]:
     """The policies that isolate `pod` in `direction` ("Ingress" or "Egress")."""
     return [p for p in ctx.in_namespace("NetworkPolicy", pod.namespace)
-            if direction in _policy_types(p) and matches((p.doc.get("spec") or {}).get("podSelector"), pod.labels)]
+            if direction in _policy_types(p) and matches(_spec(p).get("podSelector"), pod.labels)]
 
 
 def _peer_matches(peer: object, policy_ns: str | None, other: Pod | None, ctx: Context) -> bool:
@@ -140,11 +152,11 @@ def allowed(ctx: Context, pod: Pod, direction: str, other: Pod | None, number: i
         return True, []
     rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
     for p in policies:
-        for rule in (p.doc.get("spec") or {}).get(rules_key) or []:
+        for rule in _list(_spec(p).get(rules_key)):
             if not isinstance(rule, dict) or not _port_matches(rule.get("ports"), number, name, protocol):
                 continue
-            peers = rule.get(peers_key)
-            if not peers or any(_peer_matches(peer, p.namespace, other, ctx) for peer in peers):
+            peers = _list(rule.get(peers_key))
+            if not rule.get(peers_key) or any(_peer_matches(peer, p.namespace, other, ctx) for peer in peers):
                 return True, policies
     return False, policies
 
@@ -166,12 +178,12 @@ def _container_port(pod: Pod, target: object) -> tuple[int, str | None] | None:
 
 def _service_targets(service: Manifest, ctx: Context, port: int | None = None) -> Iterator[tuple[dict, Pod, int, str | None]]:
     """(service port, callee pods, container port number, its name) of a Service (of one port)."""
-    spec = service.doc.get("spec") or {}
+    spec = _spec(service)
     selector = spec.get("selector")
     if not isinstance(selector, dict) or not selector:
         return
     pods = _pods(ctx, service.namespace, {"matchLabels": selector})
-    for sp in spec.get("ports") or []:
+    for sp in _list(spec.get("ports")):
         if not isinstance(sp, dict) or (port is not None and port_number(sp.get("port")) != port):
             continue
         for pod in pods:
@@ -185,7 +197,7 @@ def _service_targets(service: Manifest, ctx: Context, port: int | None = None) -
 def check_policy_selects_pods(m: Manifest, ctx: Context) -> Iterable[Problem]:
     if m.kind != "NetworkPolicy":
         return
-    selector = (m.doc.get("spec") or {}).get("podSelector")
+    selector = _spec(m).get("podSelector")
     if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
         return  # {} selects every pod of the namespace (a default policy), present or future
     if _pods(ctx, m.namespace, selector, hooks=True):
@@ -203,13 +215,13 @@ def _blocked(direction: str, policies: list[Manifest]) -> str:
 
 
 def _check_nodeport(m: Manifest, ctx: Context) -> Iterator[Problem]:
-    if (m.doc.get("spec") or {}).get("type") not in ("NodePort", "LoadBalancer"):
+    if _spec(m).get("type") not in ("NodePort", "LoadBalancer"):
         return
     for i, (sp, pod, number, name) in enumerate(_service_targets(m, ctx)):
         ok, policies = allowed(ctx, pod, "Ingress", OUTSIDE, number, name)
         if not ok:
             yield Problem(f"path blocked: clients outside the cluster -> Service {qualified(m.namespace, m.name)} "
-                          f"({m.doc['spec']['type']} port {sp.get('port')}) -> {pod.what} port {number}: "
+                          f"({_spec(m)['type']} port {sp.get('port')}) -> {pod.what} port {number}: "
                           f"{_blocked('Ingress', policies)}; allow ingress on that port from any source "
                           "(or an ipBlock)", ("spec", "ports"))
 
@@ -218,7 +230,7 @@ def _urls(m: Manifest, ctx: Context) -> Iterator[tuple[str, str, int]]:
     """(url, host, port) of every URL in the workload's env values and the ConfigMaps it reads."""
     texts = []
     for c in containers(m):
-        for env in c.spec.get("env") or []:
+        for env in _list(c.spec.get("env")):
             if isinstance(env, dict) and isinstance(env.get("value"), str):
                 texts.append(env["value"])
     for ref in pod_refs(m, "ConfigMap"):
@@ -237,7 +249,7 @@ def _dns_allowed(ctx: Context, caller: Pod) -> bool:
     policies = _in_force(ctx, caller, "Egress")
     return not policies or any(
         isinstance(rule, dict) and _port_matches(rule.get("ports"), 53, None, "UDP")
-        for p in policies for rule in (p.doc.get("spec") or {}).get("egress") or [])
+        for p in policies for rule in _list(_spec(p).get("egress")))
 
 
 def _check_callers(m: Manifest, ctx: Context) -> Iterator[Problem]:
