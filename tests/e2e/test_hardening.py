@@ -62,12 +62,14 @@ def _refused(loop: Loop, name: str, project: str, namespace: str) -> str:
 
 def test_an_app_targeting_another_namespace_is_refused(loop: Loop) -> None:
     message = _refused(loop, "e2e-elsewhere", "todo", "kube-system")
-    assert "is not permitted in project 'todo'" in message and "kube-system" in message, message
+    assert "namespace 'kube-system' do not match any of the allowed destinations in project 'todo'" in message, message
 
 
 def test_an_app_in_the_default_project_is_refused(loop: Loop) -> None:
     message = _refused(loop, "e2e-default", "default", APP_NAMESPACE)
-    assert "not permitted in project 'default'" in message, message
+    # the repo is checked first ("application repo ... is not permitted"), the destination next
+    assert ("is not permitted in project 'default'" in message
+            or "do not match any of the allowed destinations in project 'default'" in message), message
 
 
 def test_network_policies_are_applied_and_select_the_pods(loop: Loop) -> None:
