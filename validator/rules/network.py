@@ -217,7 +217,7 @@ def _blocked(direction: str, policies: list[Manifest]) -> str:
 def _check_nodeport(m: Manifest, ctx: Context) -> Iterator[Problem]:
     if _spec(m).get("type") not in ("NodePort", "LoadBalancer"):
         return
-    for i, (sp, pod, number, name) in enumerate(_service_targets(m, ctx)):
+    for sp, pod, number, name in _service_targets(m, ctx):
         ok, policies = allowed(ctx, pod, "Ingress", OUTSIDE, number, name)
         if not ok:
             yield Problem(f"path blocked: clients outside the cluster -> Service {qualified(m.namespace, m.name)} "
