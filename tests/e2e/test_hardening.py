@@ -74,6 +74,8 @@ def test_an_app_in_the_default_project_is_refused(loop: Loop) -> None:
 
 
 def test_network_policies_are_applied_and_select_the_pods(loop: Loop) -> None:
+    for app in ("todo-backend", "todo-frontend"):  # synced (when this file runs on its own, too)
+        loop.wait_app(app)
     policies = {p["metadata"]["name"]: p for p in loop.kubectl.get("networkpolicy", namespace=APP_NAMESPACE)["items"]}
     assert {"todo-backend", "todo-frontend", "todo-backend-default-deny", "todo-frontend-default-deny"} <= set(policies)
     for name in ("todo-backend", "todo-frontend"):
