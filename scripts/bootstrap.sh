@@ -7,11 +7,13 @@
 # keys) from clusters/minikube/cluster.yaml, the backend's secret values from .env (git-ignored;
 # ENV_FILE overrides the path), the repository Argo CD syncs from from `git remote get-url origin`
 # (REPO_URL overrides) and the revision from the current branch (REVISION overrides).
+# The Argo CD admin password becomes ARGOCD_ADMIN_PASSWORD of .env, or (first run, when .env has
+# none) a generated one printed once; argocd-initial-admin-secret is then deleted.
 # Idempotent: every step can run again on a bootstrapped cluster. A dry run prints the plan, the
 # exact commands in order, and runs none of them.
 set -Eeuo pipefail
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
 for arg in "$@"; do
   case $arg in
     --dry-run) DRY_RUN=1 ;;
@@ -28,7 +30,7 @@ cd "$ROOT"
 CLUSTER_DIR=clusters/minikube
 ENV_FILE=${ENV_FILE:-$ROOT/.env}
 ENV_EXAMPLE=$ROOT/.env.example
-STEP_TOTAL=8
+STEP_TOTAL=9
 STEP="read the repository's facts"
 STEP_HINT="Check clusters/minikube/cluster.yaml and argocd/root-app.yaml, and run make setup."
 
@@ -95,9 +97,9 @@ out["DEFAULT_REVISION"] = src.get("targetRevision", "")
 out["ROOT_APP"] = (root.get("metadata") or {}).get("name", "todo-root")
 
 # NodePorts: the Argo CD UI (argocd/ patch) and the frontend (minikube values, else the chart).
-argo_port = 30080
+argo_port = 30443
 for port in (load("argocd/patches/argocd-server-nodeport.yaml").get("spec") or {}).get("ports") or []:
-    if port.get("name") == "http" and port.get("nodePort"):
+    if port.get("name") == "https" and port.get("nodePort"):
         argo_port = port["nodePort"]
 out["ARGOCD_PORT"] = argo_port
 app_port = None
@@ -131,14 +133,17 @@ for secret in $SECRETS; do
   i=$((i + 1))
 done
 
-# Write, for Secret number $1, the listed keys of .env into file $2 (mode 600). Fails naming the
-# first missing or empty key; never prints a value. In a dry run $2 is empty: only check names.
+# Write the listed keys of .env into file $2 (mode 600). Fails naming the first missing or empty
+# key (a key written ?KEY is optional: left out when unset); never prints a value. In a dry run $2
+# is empty: only check names.
 filter_env() {
   "$PYTHON" - "$ENV_FILE" "$1" "$2" <<'PY'
 import os
 import sys
 
 env_file, keys, out = sys.argv[1], sys.argv[2].split(), sys.argv[3]
+optional = {k[1:] for k in keys if k.startswith("?")}
+keys = [k.lstrip("?") for k in keys]
 values = {}
 with open(env_file, encoding="utf-8") as f:
     for line in f:
@@ -151,7 +156,8 @@ with open(env_file, encoding="utf-8") as f:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         values[key] = value
-missing = [k for k in keys if not values.get(k)]
+missing = [k for k in keys if not values.get(k) and k not in optional]
+keys = [k for k in keys if values.get(k)]
 if missing:
     print(f"bootstrap: {env_file} must set {missing[0]} (non-empty); "
           f"missing or empty: {', '.join(missing)}. Copy .env.example to .env and fill it in.",
@@ -232,7 +238,8 @@ step "start minikube (skipped when it is already running)" \
 if ! is_dry && minikube_running; then
   printf '    minikube is running: not started again\n'
 else
-  run minikube start "--kubernetes-version=$K8S_VERSION" "--cpus=$CPUS" "--memory=$MEMORY_MB" --addons=ingress
+  # Calico enforces NetworkPolicy (minikube's default CNI ignores it: the charts' policies would be decoration).
+  run minikube start "--kubernetes-version=$K8S_VERSION" "--cpus=$CPUS" "--memory=$MEMORY_MB" --cni=calico --addons=ingress
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -285,14 +292,69 @@ for secret in $SECRETS; do
     filter_env "${!keys_var}" "$envfile" || die "Secret $secret not created: fix $ENV_FILE as said above"
   fi
   apply_namespace "$ns"
-  show "kubectl create secret generic $name --namespace=$ns --from-env-file=$envfile --dry-run=client -o yaml | kubectl apply -f -"
+  # Server-side apply: a client-side apply would copy every value into the Secret's
+  # kubectl.kubernetes.io/last-applied-configuration annotation, readable by anyone who can read it.
+  show "kubectl create secret generic $name --namespace=$ns --from-env-file=$envfile --dry-run=client -o yaml | kubectl apply --server-side --field-manager=bootstrap -f -"
   if ! is_dry; then
     kubectl create secret generic "$name" "--namespace=$ns" "--from-env-file=$envfile" \
-      --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+      --dry-run=client -o yaml | kubectl apply --server-side --field-manager=bootstrap -f - >/dev/null
     rm -f "$envfile"
   fi
   i=$((i + 1))
 done
+
+# ---------------------------------------------------------------------------------------------
+step "set the Argo CD admin password (values are never printed, but a generated one once)" \
+  "Check 'kubectl -n argocd get secret argocd-secret'; docs/runbooks/deploy.md says how to log in."
+# ARGOCD_ADMIN_PASSWORD of .env, else on the first run (the initial secret still exists) a new
+# random one; on later runs without it in .env the password stays as it is.
+ADMIN_PASSWORD_SOURCE=unchanged
+password_file=$WORK/argocd-admin.env
+patch_file=$WORK/argocd-admin-password.json
+if [ -f "$ENV_FILE" ] && ! is_dry; then
+  filter_env "?ARGOCD_ADMIN_PASSWORD" "$password_file" || exit 1
+fi
+if [ -s "$password_file" ]; then
+  ADMIN_PASSWORD_SOURCE=dotenv
+elif is_dry || kubectl -n argocd get secret argocd-initial-admin-secret >/dev/null 2>&1; then
+  ADMIN_PASSWORD_SOURCE=generated
+fi
+if [ "$ADMIN_PASSWORD_SOURCE" != unchanged ]; then
+  if ! is_dry; then
+    # The bcrypt hash and the change time Argo CD reads from argocd-secret (its "reset the admin
+    # password" FAQ); the hash is written to a file, never into a command line.
+    "$PYTHON" - "$password_file" "$patch_file" <<'PY' || die "cannot hash the admin password: run make setup (bcrypt)"
+import datetime
+import json
+import os
+import secrets
+import sys
+
+import bcrypt
+
+source, out = sys.argv[1], sys.argv[2]
+password = ""
+if os.path.exists(source):
+    password = open(source, encoding="utf-8").read().strip().partition("=")[2]
+generated = not password
+if generated:
+    password = secrets.token_urlsafe(18)
+    with open(source, "w", encoding="utf-8") as f:
+        f.write(f"ARGOCD_ADMIN_PASSWORD={password}\n")
+digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+with os.fdopen(fd, "w", encoding="utf-8") as f:
+    json.dump({"stringData": {"admin.password": digest, "admin.passwordMtime": now}}, f)
+PY
+  fi
+  run kubectl -n argocd patch secret argocd-secret --type=merge "--patch-file=$patch_file"
+  run kubectl -n argocd delete secret argocd-initial-admin-secret --ignore-not-found
+fi
+if [ "$ADMIN_PASSWORD_SOURCE" = generated ] && ! is_dry; then
+  GENERATED_PASSWORD=$(sed -n 's/^ARGOCD_ADMIN_PASSWORD=//p' "$password_file")
+fi
+rm -f "$password_file" "$patch_file"
 
 # ---------------------------------------------------------------------------------------------
 step "apply AppProjects and the root Application ($REPO_URL @ $REVISION)" \
@@ -323,11 +385,16 @@ if is_dry; then
 else
   ip=$(minikube ip)
 fi
+case $ADMIN_PASSWORD_SOURCE in
+  dotenv) password_note="ARGOCD_ADMIN_PASSWORD of $ENV_FILE" ;;  # pragma: allowlist secret (a description)
+  generated) password_note=${GENERATED_PASSWORD:-"(generated by the real run, printed here once)"} ;;
+  *) password_note="unchanged (set by an earlier bootstrap; ARGOCD_ADMIN_PASSWORD in .env resets it)" ;;  # pragma: allowlist secret
+esac
 cat <<EOF
     Todo app:        http://$ip:$APP_PORT
-    Argo CD UI:      http://$ip:$ARGOCD_PORT  (user: admin)
-    admin password:  kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d; echo
-                     (or, with the argocd CLI: argocd admin initial-password -n argocd)
+    Argo CD UI:      https://$ip:$ARGOCD_PORT  (user: admin; a self-signed certificate: see docs/runbooks/deploy.md)
+    admin password:  $password_note
+    argocd CLI:      argocd login $ip:$ARGOCD_PORT --username admin --insecure
     Argo CD syncs $ROOT_APP from $REPO_URL @ $REVISION: push your commits there.
     Watch it:        kubectl -n argocd get applications -w
 EOF

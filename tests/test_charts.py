@@ -317,7 +317,7 @@ def test_pod_disruption_budget(renders: Renders, app: str) -> None:
 @pytest.mark.parametrize("app", APPS)
 def test_optional_objects_off_by_default(renders: Renders, app: str) -> None:
     kinds = {d["kind"] for d in renders.docs(app)}
-    assert not kinds & {"HorizontalPodAutoscaler", "NetworkPolicy", "Ingress"}
+    assert not kinds & {"HorizontalPodAutoscaler", "Ingress"}
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -331,15 +331,30 @@ def test_autoscaling(renders: Renders, app: str) -> None:
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
+def by_name(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in only(docs, kind)}
+
+
 def test_network_policies(renders: Renders) -> None:
-    frontend = one(renders.docs("todo-frontend", "all-features"), "NetworkPolicy")
-    (rule,) = frontend["spec"]["ingress"]
-    assert "from" not in rule  # the UI is public
+    frontend = by_name(renders.docs("todo-frontend", "all-features"), "NetworkPolicy")
+    assert set(frontend) == {"todo-frontend", "todo-frontend-default-deny", "todo-frontend-test"}
+    deny = frontend["todo-frontend-default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    ui = frontend["todo-frontend"]["spec"]
+    assert ui["policyTypes"] == ["Ingress", "Egress"]
+    (rule,) = ui["ingress"]
+    assert "from" not in rule  # the UI is public (NodePort, ingress controller)
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    dns, api = ui["egress"]
+    assert {"port": 53, "protocol": "UDP"} in dns["ports"] and {"port": 53, "protocol": "TCP"} in dns["ports"]
+    assert api == {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "todo-backend"}}}],
+                   "ports": [{"port": 8001, "protocol": "TCP"}]}
 
     backend_docs = renders.docs("todo-backend", "all-features")
-    backend = one(backend_docs, "NetworkPolicy")
-    assert backend["spec"]["policyTypes"] == ["Ingress"]
+    policies = by_name(backend_docs, "NetworkPolicy")
+    assert policies["todo-backend-default-deny"]["spec"] == deny
+    backend = policies["todo-backend"]
+    assert backend["spec"]["policyTypes"] == ["Ingress", "Egress"]
     pod_labels = one(backend_docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert backend["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     (rule,) = backend["spec"]["ingress"]
@@ -351,6 +366,17 @@ def test_network_policies(renders: Renders) -> None:
     assert frontend_pods["app.kubernetes.io/name"] == "todo-frontend"
     # with the Ingress on, the controller's namespace is admitted
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in rule["from"]
+    # out: DNS, then Neon (5432) and Groq (443) outside the private ranges only
+    dns, external = backend["spec"]["egress"]
+    assert dns == api_dns(ui)
+    (block,) = external["to"]
+    assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(block["ipBlock"]["except"])
+    assert external["ports"] == [{"port": 5432, "protocol": "TCP"}, {"port": 443, "protocol": "TCP"}]
+
+
+def api_dns(policy_spec: dict[str, Any]) -> dict[str, Any]:
+    return policy_spec["egress"][0]
 
 
 def test_ingress_one_origin(renders: Renders) -> None:

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -372,7 +373,7 @@ class ArgoCD:
             f"--repo-server=127.0.0.1:{repo}", f"--redis={redis_addr}",
         ], env=_container_env(workloads["argocd-server"], objects, base))
         self.server = f"127.0.0.1:{server}"
-        self.procs.wait_until("the Argo CD API server", lambda: _http_ok(f"http://{self.server}/healthz"), 120,
+        self.procs.wait_until("the Argo CD API server", lambda: _https_ok(f"https://{self.server}/healthz"), 120,
                               logs=("argocd-server",))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -381,9 +382,53 @@ class ArgoCD:
         return run([str(BIN / "argocd"), f"--config={config}", *args], check, timeout=300)
 
 
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=5) as r:  # loopback, our own server
+def _https_ok(url: str) -> bool:
+    """GET over TLS without checking the certificate: loopback, our own server, self-signed."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(url, timeout=5, context=context) as r:
         return r.status == 200
+
+
+#: Context names of throwaway local clusters: kind names its contexts kind-<cluster>; minikube marks
+#: its entries with this provider extension (and names the context after the profile).
+MINIKUBE_PROVIDER = "minikube.sigs.k8s.io"
+
+
+def check_context(config: dict, force: bool = False) -> str:
+    """The current context of a (minified) kubeconfig, if it is a minikube or kind profile; else a
+    HarnessError (the run installs Argo CD cluster-wide and deletes it again), unless forced."""
+    name = config.get("current-context") or ""
+    context = next((c for c in config.get("contexts") or [] if c.get("name") == name), {})
+    extensions = [e.get("extension", {}) for e in (context.get("context") or {}).get("extensions") or []]
+    minikube = any(isinstance(e, dict) and e.get("provider") == MINIKUBE_PROVIDER for e in extensions)
+    if minikube or name.startswith("kind-") or force:
+        return name
+    raise HarnessError(f"E2E_KUBECONFIG: context {name!r} is not a minikube or kind profile; the run installs "
+                       "Argo CD into it and deletes it afterwards. Use a throwaway cluster, or set E2E_FORCE=1")
+
+
+def remove_applied(kubectl: Kubectl, rendered: list[dict]) -> None:
+    """Delete what the run applied to a cluster it did not start: the Applications (finalizers
+    dropped: Argo CD is already stopped), the apps' and Argo CD's namespaces, Argo CD's cluster-wide
+    objects. Best effort: every step runs even when one fails; the first failure is raised at the end."""
+    errors = []
+
+    def attempt(*args: str) -> None:
+        p = kubectl(*args, check=False)
+        if p.returncode:
+            errors.append(f"kubectl {' '.join(args)}: {p.stderr.strip()}")
+    names = kubectl("get", "applications.argoproj.io", "-n", ARGOCD, "-o", "name", check=False).stdout.split()
+    for name in names:
+        attempt("patch", name, "-n", ARGOCD, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    for namespace in ("todo", ARGOCD):
+        attempt("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s")
+    for doc in rendered:
+        if doc.get("kind") in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            attempt("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found")
+    if errors:
+        raise HarnessError("cleanup of E2E_KUBECONFIG's cluster incomplete:\n" + "\n".join(errors))
 
 
 def default_repo_url() -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import argocd, capacity, images, kustomize, probes, projects, refs, resources, schema, secrets, security, values, yamlfile
+from . import (argocd, capacity, images, kustomize, network, probes, projects, refs, resources, schema, secrets, security,
+               values, yamlfile)
 from .base import Check, ClusterProblem, Context, Rule
 
-FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, images, security, argocd, kustomize, projects,
-            capacity)
+FAMILIES = (yamlfile, schema, values, resources, probes, secrets, refs, network, images, security, argocd, kustomize,
+            projects, capacity)
 
 REGISTRY: dict[str, Rule] = {}
 for _family in FAMILIES:

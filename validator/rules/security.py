@@ -1,4 +1,5 @@
-"""security/: every pod meets the Pod Security Standard "restricted" (hooks and Jobs included).
+"""security/: every pod meets the Pod Security Standard "restricted" (hooks and Jobs included), and
+every namespace an Application deploys to has Pod Security Admission enforce a level.
 
 Fields that exist on both the pod and the container securityContext (runAsNonRoot, runAsUser,
 seccompProfile) take the container's value when it sets one, else the pod's, as Kubernetes does.
@@ -143,6 +144,66 @@ def check_read_only_root(m: Manifest, ctx: Context) -> Iterable[Problem]:
 _CSC = "allowPrivilegeEscalation: false\nreadOnlyRootFilesystem: true\ncapabilities: {drop: [ALL]}"
 
 
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+PSA_LEVELS = ("baseline", "restricted")
+
+
+def _application_namespace(m: Manifest) -> str | None:
+    if m.kind != "Application" or not m.api_version.startswith("argoproj.io/"):
+        return None
+    dest = (m.doc.get("spec") or {}).get("destination")
+    ns = dest.get("namespace") if isinstance(dest, dict) else None
+    return ns if isinstance(ns, str) and ns else None
+
+
+def _managed_labels(m: Manifest) -> dict | None:
+    """The labels Argo CD puts on the destination namespace, or None when it puts none
+    (managedNamespaceMetadata is applied only together with the CreateNamespace=true sync option)."""
+    policy = (m.doc.get("spec") or {}).get("syncPolicy")
+    if not isinstance(policy, dict) or "CreateNamespace=true" not in (policy.get("syncOptions") or []):
+        return None
+    labels = (policy.get("managedNamespaceMetadata") or {}).get("labels")
+    return labels if isinstance(labels, dict) else None
+
+
+def check_namespace_pod_security(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    if m.kind == "Namespace":
+        labels = m.metadata.get("labels") or {}
+        level = labels.get(PSA_ENFORCE) if isinstance(labels, dict) else None
+        if level not in PSA_LEVELS:
+            yield Problem(f"Namespace {m.name} has {PSA_ENFORCE}={level or '(unset)'}: Pod Security "
+                          f"Admission admits any pod there (privileged ones too); label it "
+                          f"{PSA_ENFORCE}: restricted (or baseline)", ("metadata", "labels"))
+        return
+    ns = _application_namespace(m)
+    if ns is None or ctx.find("Namespace", None, ns) is not None:
+        return  # a rendered Namespace carries its own labels (checked above)
+    labels = _managed_labels(m)
+    level = (labels or {}).get(PSA_ENFORCE)
+    if level in PSA_LEVELS:
+        return
+    where = ("spec", "syncPolicy", "managedNamespaceMetadata", "labels") if labels is not None \
+        else ("spec", "syncPolicy")
+    found = f"{PSA_ENFORCE}={level}" if level else f"no {PSA_ENFORCE} label"
+    yield Problem(f"Application {m.name} deploys to namespace {ns}, which gets {found} from it "
+                  "(and no Namespace object with one is rendered): Pod Security Admission would admit "
+                  "privileged pods there. Add syncOptions CreateNamespace=true and "
+                  f"managedNamespaceMetadata.labels {PSA_ENFORCE}: restricted (pin "
+                  f"{PSA_ENFORCE}-version to the cluster's minor)", where)
+
+
+_NS_APP = """apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: web, namespace: argocd}
+spec:
+  project: web
+  source: {repoURL: "https://git.example/repo.git", path: apps/web, targetRevision: main}
+  destination: {server: "https://kubernetes.default.svc", namespace: web}
+  syncPolicy:
+    syncOptions: [CreateNamespace=true]
+"""
+
+
 def _container_sc(**changes: str | None) -> dict:
     lines = dict(line.split(": ", 1) for line in _CSC.splitlines())
     for k, v in changes.items():
@@ -211,4 +272,17 @@ RULES = [
          example_deployment(container=_container_sc(readOnlyRootFilesystem=None)),
          example_deployment(),
          check_read_only_root),
+    Rule("security/namespace-pod-security", Severity.ERROR,
+         "a namespace an Application deploys to (or a rendered Namespace) without a "
+         "pod-security.kubernetes.io/enforce label of baseline or restricted",
+         "The security/ rules check the pods this repository renders; Pod Security Admission is what "
+         "refuses every other pod in the namespace (a `kubectl run`, a pod from a compromised "
+         "controller, a chart edited around the gate). Without an enforce label it admits privileged "
+         "pods. The label comes from a rendered Namespace or from the Application's "
+         "managedNamespaceMetadata (applied by Argo CD with CreateNamespace=true).",
+         _NS_APP,
+         _NS_APP + "    managedNamespaceMetadata:\n      labels:\n"
+         "        pod-security.kubernetes.io/enforce: restricted\n"
+         "        pod-security.kubernetes.io/enforce-version: v1.35\n",
+         check_namespace_pod_security),
 ]

@@ -82,3 +82,21 @@ by values.schema.json, because Argo CD cannot see a change behind a mutable tag.
 {{- end }}
 {{- printf "%s:%s" .Values.image.repository $tag }}
 {{- end }}
+
+{{/*
+Egress rule to cluster DNS (53/UDP and 53/TCP on the DNS pods), from networkPolicy.dns.
+*/}}
+{{- define "todo-frontend.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml .podLabels | nindent 10 }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
