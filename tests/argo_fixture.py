@@ -21,7 +21,8 @@ URL = "https://git.example/fx.git"
 
 FILES = {
     ".gitignore": ".cache/\n",
-    ".gitops-validator.yaml": f"repoURLs: [{URL}]\n",
+    # this fixture is about projects; namespace labels are tests/test_hardening.py's
+    ".gitops-validator.yaml": f"repoURLs: [{URL}]\nrules:\n  security/namespace-pod-security: off\n",
     "clusters/dev/cluster.yaml": """\
 kubernetesVersion: v1.35.1
 existingProjects: [platform]

@@ -15,6 +15,7 @@ Everything is deterministic: the same arguments give the same bytes.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -165,13 +166,18 @@ def make_repo(dest: Path, apps: int, clusters: int = 1, defects: bool = True) ->
         else:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    # this repo's rule settings name rules newer code added; the baseline code in the comparisons
+    # would refuse them, and the synthetic repos need none
+    config = dest / ".gitops-validator.yaml"
+    config.write_text(re.sub(r"(?ms)^rules:\n(?:[ #].*?\n)*", "rules: {}\n", config.read_text()))
     root_app = (ROOT / "argocd/root-app.yaml").read_text()
     for c in range(clusters):
         name = "minikube" if c == 0 else f"cluster{c}"
         cdir = dest / "clusters" / name
         (cdir / "values").mkdir(parents=True)
-        shutil.copy2(ROOT / "clusters/minikube/cluster.yaml", cdir / "cluster.yaml")
-        lines = ["apps:"]
+        facts = (ROOT / "clusters/minikube/cluster.yaml").read_text()  # apps only: not the Argo CD install
+        (cdir / "cluster.yaml").write_text(re.sub(r"(?m)^argocdInstall:.*\n", "", facts))
+        lines = ["podSecurityVersion: v1.35", "apps:"]
         for i in range(apps):
             chart = "todo-backend" if i % 2 == 0 else "todo-frontend"
             app = f"{'backend' if i % 2 == 0 else 'frontend'}{i}"

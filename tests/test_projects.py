@@ -160,12 +160,13 @@ REPO_EDITS = [
      "  destinations:\n    - server: https://kubernetes.default.svc\n      namespace: todo\n", "argocd/project-source"),
     ("destinations", "argocd/projects.yaml", "      namespace: todo\n", "      namespace: todo-prod\n",
      "argocd/project-destination"),
-    ("no-namespace-kind", "argocd/projects.yaml", "      kind: Namespace", "      kind: PersistentVolume",
+    ("no-namespace-kind", "argocd/projects.yaml", "      kind: Namespace\n      name: todo", "      kind: PersistentVolume\n      name: todo",
      "argocd/project-create-namespace"),
     ("nonexistent-project", "argocd/root-app.yaml", "project: todo-bootstrap", "project: todo-bootstap",
      "argocd/project-missing"),
+    # the children's project is fixed by the app-of-apps chart: a cluster file cannot even name one
     ("default-project", "clusters/minikube/apps.yaml", "apps:\n", "project: default\napps:\n",
-     "argocd/app-of-apps-project"),
+     "values/unknown-key"),
 ]
 
 

@@ -16,7 +16,7 @@ metadata:
   name: {name}
   namespace: argocd
 spec:
-  project: default
+  project: apps
   source:
     repoURL: {{{{ .Values.repoURL }}}}
     targetRevision: main
@@ -28,6 +28,11 @@ spec:
     automated:
       prune: true
       selfHeal: true
+    syncOptions:
+      - CreateNamespace=true
+    managedNamespaceMetadata:
+      labels:
+        pod-security.kubernetes.io/enforce: restricted
 """
 
 FILES = {
@@ -58,6 +63,26 @@ spec:
   syncPolicy:
     syncOptions:
       - RespectIgnoreDifferences=true
+      - CreateNamespace=true
+    managedNamespaceMetadata:
+      labels:
+        pod-security.kubernetes.io/enforce: restricted
+""",
+    # the app-of-apps' children get a project of their own, never `default`
+    "bootstrap/project.yaml": f"""apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata:
+  name: apps
+  namespace: argocd
+spec:
+  sourceRepos:
+    - {REPO_URL}
+  destinations:
+    - server: https://kubernetes.default.svc
+      namespace: "*"
+  clusterResourceWhitelist:
+    - group: ""
+      kind: Namespace
 """,
     "apps/Chart.yaml": "apiVersion: v2\nname: apps\nversion: 0.1.0\n",
     "apps/values.yaml": "repoURL: \"\"\n",

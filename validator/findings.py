@@ -96,7 +96,7 @@ class Problem:
     """
     message: str
     path: tuple = field(default_factory=tuple)
-    #: other fields the problem is about (a limit, for a request above it), for provenance
-    related: tuple = field(default_factory=tuple)
     #: another object (a Manifest) whose file the path is in, e.g. the AppProject that refuses an app
     at: object = None
+    #: other fields the problem is about (a limit, for a request above it), for provenance
+    related: tuple = field(default_factory=tuple)

@@ -388,10 +388,14 @@ def render(repo: Path, req: KustomizeRequest, kustomize: str, cache_dir: Path | 
                 return Rendered(req, [], findings + [err], False, paths)
             docs, cached = _documents(out, req), False
             if hit is not None:  # stored as JSON: Argo CD's own install is large, and JSON loads fast
-                cache_dir.mkdir(parents=True, exist_ok=True)
-                part = cache_dir / f"{key}.{os.getpid()}.tmp"
-                part.write_text(json.dumps(docs), encoding="utf-8")
-                part.replace(hit)
+                try:
+                    cache_dir.mkdir(parents=True, exist_ok=True)
+                    fd, part = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
+                    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                        fh.write(json.dumps(docs))
+                    os.replace(part, hit)
+                except OSError:
+                    pass  # an unusable cache is no cache (the render cache says so once)
     manifests = _manifests(docs, req, _Locator(repo, req, tree))
     return Rendered(req, manifests, findings, cached, paths)
 

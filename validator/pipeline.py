@@ -463,7 +463,8 @@ class _Scope:
             hit |= {c for c in changed for p in a.paths if c == p or p == "." or c.startswith(p.rstrip("/") + "/")}
             if hit:
                 affected.add(a.manifest.name)
-                accounted |= hit
+                # a missing path is accounted for only when the app names it (not just its folder)
+                accounted |= {c for c in hit if c in a.paths}
         if any(not os.path.lexists(opts.repo / c) for c in changed - accounted):
             return cls(None, changed)
         return cls(affected, changed)

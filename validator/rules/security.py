@@ -196,7 +196,7 @@ _NS_APP = """apiVersion: argoproj.io/v1alpha1
 kind: Application
 metadata: {name: web, namespace: argocd}
 spec:
-  project: web
+  project: default
   source: {repoURL: "https://git.example/repo.git", path: apps/web, targetRevision: main}
   destination: {server: "https://kubernetes.default.svc", namespace: web}
   syncPolicy:
@@ -272,7 +272,7 @@ RULES = [
          example_deployment(container=_container_sc(readOnlyRootFilesystem=None)),
          example_deployment(),
          check_read_only_root),
-    Rule("security/namespace-pod-security", Severity.ERROR,
+    Rule("security/namespace-pod-security", Severity.WARNING,
          "a namespace an Application deploys to (or a rendered Namespace) without a "
          "pod-security.kubernetes.io/enforce label of baseline or restricted",
          "The security/ rules check the pods this repository renders; Pod Security Admission is what "
