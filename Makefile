@@ -15,8 +15,8 @@ setup: ## install the venv, pinned helm/kubeconform and offline schemas (idempot
 validate: setup ## validate this repository with gitops-validate (ARGS=--capacity adds the capacity budget)
 	gitops-validate $(ARGS)
 
-test: setup ## run every test (helm, kubeconform, git and pre-commit for real)
-	pytest $(PYTEST_ARGS)
+test: setup ## run every test (helm, kubeconform, git and pre-commit for real), on both cores
+	pytest -n 2 $(PYTEST_ARGS)
 
 bench: setup ## time gitops-validate vs the floor, kubeconform, checkov, kube-score; rewrite docs/performance.md
 	python scripts/bench.py $(BENCH_ARGS)
