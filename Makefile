@@ -28,7 +28,7 @@ e2e: e2e-build ## the GitOps loop for real: control plane + Argo CD on loopback 
 	pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 docs: setup ## regenerate docs/rules.md and the chart READMEs' values tables
-	python -m validator.docs --write
+	python -m gitops_validate.docs --write
 	python scripts/chart_readme.py --write
 
 include scripts/ops.mk

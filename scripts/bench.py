@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import synth  # noqa: E402  (tests/synth.py: the generator the index tests use too)
-from validator import schemastore  # noqa: E402
+from gitops_validate import schemastore  # noqa: E402
 
 TOOLS = ROOT / ".tools"
 DOC = ROOT / "docs" / "performance.md"
@@ -145,7 +145,8 @@ class Subject:
     def ours(self, *args: str, cache: bool = True, code: Path | None = None) -> tuple[float, int]:
         env = tool_env(code or ROOT)   # this checkout's validator, whichever venv runs it
         env["GITOPS_VALIDATE_CACHE"] = str(self.cache if code is None else self.cache.with_name("cache-" + code.name))
-        cmd = [sys.executable, "-c", "import sys; from validator.cli import main; sys.exit(main(sys.argv[1:]))",
+        package = "gitops_validate" if code is None else "validator"  # a baseline from before the rename
+        cmd = [sys.executable, "-c", f"import sys; from {package}.cli import main; sys.exit(main(sys.argv[1:]))",
                "--format", "json", *args]
         return measure(cmd, self.repo, env, ok=(0, 1))
 
@@ -238,7 +239,7 @@ def baseline_code(rev: str, dest: Path) -> Path:
 
 def startup(rounds: int) -> dict[str, float]:
     """Median seconds of `gitops-validate --help` and `--version` (this checkout's validator)."""
-    cmd = [sys.executable, "-c", "import sys; from validator.cli import main; sys.exit(main(sys.argv[1:]))"]
+    cmd = [sys.executable, "-c", "import sys; from gitops_validate.cli import main; sys.exit(main(sys.argv[1:]))"]
     out = {}
     for flag in ("--help", "--version"):
         times = [measure([*cmd, flag], ROOT, tool_env(ROOT))[0] for _ in range(rounds)]

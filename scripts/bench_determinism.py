@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from validator import config, determinism, pipeline, render
-from validator.rules import REGISTRY
+from gitops_validate import config, determinism, pipeline, render
+from gitops_validate.rules import REGISTRY
 
 CHECKED = determinism.render_checked
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from user_repo import make_user_repo  # noqa: E402
 
-from validator import schemastore  # noqa: E402
+from gitops_validate import schemastore  # noqa: E402
 
 
 def main() -> int:

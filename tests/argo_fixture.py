@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from e2e.harness import GIT
-from validator.rules.examples import example_deployment
+from gitops_validate.rules.examples import example_deployment
 
 URL = "https://git.example/fx.git"
 

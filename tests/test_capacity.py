@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_cli
-from validator.model import ClusterFacts, Manifest
-from validator.policy import SKIP_ANNOTATION, evaluate_cluster
-from validator.rules import CLUSTER_RULES, REGISTRY, Context
-from validator.rules.capacity import budget, format_table
-from validator.yamlio import load_one
+from gitops_validate.model import ClusterFacts, Manifest
+from gitops_validate.policy import SKIP_ANNOTATION, evaluate_cluster
+from gitops_validate.rules import CLUSTER_RULES, REGISTRY, Context
+from gitops_validate.rules.capacity import budget, format_table
+from gitops_validate.yamlio import load_one
 
 MINIKUBE = {"cpu": "4", "memory": "8Gi"}
 

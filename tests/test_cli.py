@@ -214,7 +214,7 @@ def test_text_format_groups_by_file_and_sums_up(tmp_path):
 
 
 def test_list_rules_names_every_rule():
-    from validator.rules import REGISTRY
+    from gitops_validate.rules import REGISTRY
     r = run_cli("--list-rules")
     assert r.code == 0
     assert {line.split()[0] for line in r.out.splitlines()} == set(REGISTRY)

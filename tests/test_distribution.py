@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import CLI, ROOT, TOOLS, VERSIONS
 
-from validator import schemastore, toolchain
+from gitops_validate import schemastore, toolchain
 
 DATA = ROOT / "validator" / "data"
 ARGO_CRDS = ROOT / ".tools" / "argocd" / VERSIONS["ARGOCD_VERSION"] / "crds"
@@ -30,12 +30,12 @@ def _same_tree(a: Path, b: Path) -> list[str]:
 def test_packaged_crd_schemas_are_built_from_the_pinned_argocd(tmp_path):
     assert ARGO_CRDS.is_dir(), f"{ARGO_CRDS} is missing: run make setup"
     out = tmp_path / "crds"
-    subprocess.run([sys.executable, "-m", "validator.schemastore", "crds", "--out", str(out),
+    subprocess.run([sys.executable, "-m", "gitops_validate.schemastore", "crds", "--out", str(out),
                     *map(str, sorted(ARGO_CRDS.glob("*.yaml")))], check=True, capture_output=True)
     assert sorted(p.name for p in (out / "argoproj.io").iterdir()) == [
         "application_v1alpha1.json", "applicationset_v1alpha1.json", "appproject_v1alpha1.json"]
     assert _same_tree(out, DATA / "crds") == [], (
-        "validator/data/crds is stale: python -m validator.schemastore crds --out validator/data/crds "
+        "validator/data/crds is stale: python -m gitops_validate.schemastore crds --out validator/data/crds "
         f"{ARGO_CRDS.relative_to(ROOT)}/*.yaml")
     assert VERSIONS["ARGOCD_VERSION"] in (DATA / "NOTICE").read_text()
 

@@ -148,9 +148,9 @@ def test_a_blocked_path_is_refused_naming_it(repo_copy: Path) -> None:
 
 
 def test_network_rules_follow_kubernetes_semantics() -> None:
-    from validator.model import Manifest  # noqa: PLC0415
-    from validator.rules import Context  # noqa: PLC0415
-    from validator.rules.network import OUTSIDE, Pod, allowed, matches  # noqa: PLC0415
+    from gitops_validate.model import Manifest  # noqa: PLC0415
+    from gitops_validate.rules import Context  # noqa: PLC0415
+    from gitops_validate.rules.network import OUTSIDE, Pod, allowed, matches  # noqa: PLC0415
 
     assert matches({}, {"a": "1"}) and not matches(None, {})
     assert matches({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["api", "web"]}]},
@@ -306,10 +306,10 @@ def test_e2e_kubeconfig_takes_only_throwaway_clusters() -> None:
 
 def test_network_rules_survive_malformed_objects() -> None:
     """Bad input is at most a finding (schema/ reports the shape), never a traceback."""
-    from validator.policy import evaluate  # noqa: PLC0415
-    from validator.rules import REGISTRY, Context  # noqa: PLC0415
-    from validator.rules.examples import example_deployment  # noqa: PLC0415
-    from validator.model import Manifest  # noqa: PLC0415
+    from gitops_validate.policy import evaluate  # noqa: PLC0415
+    from gitops_validate.rules import REGISTRY, Context  # noqa: PLC0415
+    from gitops_validate.rules.examples import example_deployment  # noqa: PLC0415
+    from gitops_validate.model import Manifest  # noqa: PLC0415
 
     deploy = yaml.safe_load(example_deployment(container={"env": "[{name: API, value: 'http://web:80/x'}]"}))
     deploy["metadata"]["namespace"] = "n"

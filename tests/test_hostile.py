@@ -13,7 +13,7 @@ import pytest
 
 from conftest import CLI, ROOT, run_cli, tool_env
 from hostile import application, canary, chart, git_init, link, net_guard, run_offline, write
-from validator.cli import INTERNAL_ERROR
+from gitops_validate.cli import INTERNAL_ERROR
 
 
 def validate(repo: Path, *args: str, env: dict | None = None):

@@ -17,9 +17,9 @@ import pytest
 from conftest import ROOT, TOOLS, VERSIONS, run_cli, tool_env
 from user_repo import BAD_CHANGE, BAD_RULES, make_user_repo
 
-import validator
+import gitops_validate
 
-PKG = validator.__name__  # the import name the wheel installs (its sources are in validator/)
+PKG = gitops_validate.__name__  # the import name the wheel installs (its sources are in validator/)
 
 WHEELS = ROOT / ".tools" / "wheels"
 BUILD_FILES = ("pyproject.toml", "README.md", "validator")

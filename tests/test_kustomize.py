@@ -11,7 +11,7 @@ import pytest
 
 from argo_fixture import make_repo, plant
 from conftest import TOOLS, VERSIONS, run_cli, tool_env
-from validator import kustomize, tools
+from gitops_validate import kustomize, tools
 
 
 def validate(repo: Path, *args: str, env: dict | None = None):

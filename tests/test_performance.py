@@ -11,7 +11,7 @@ import pytest
 from conftest import CLI, ROOT, tool_env
 
 #: Modules that `--help` and `--version` must not load (together most of the start-up time).
-HEAVY = ("yaml", "jsonschema", "referencing", "validator.pipeline", "validator.rules", "validator.yamlio")
+HEAVY = ("yaml", "jsonschema", "referencing", "gitops_validate.pipeline", "gitops_validate.rules", "gitops_validate.yamlio")
 
 
 def _imported(*args: str) -> set[str]:
@@ -25,7 +25,7 @@ def _imported(*args: str) -> set[str]:
 @pytest.mark.parametrize("flag", ["--help", "--version"])
 def test_help_and_version_load_no_heavy_module(flag: str):
     modules = _imported(flag)
-    assert "validator.cli" in modules        # the measurement sees our imports at all
+    assert "gitops_validate.cli" in modules        # the measurement sees our imports at all
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY))
     assert heavy == [], f"{flag} imports {heavy}"
 
@@ -43,8 +43,8 @@ def test_bench_quick_mode_prints_a_table():
 def test_a_path_scoped_run_checks_only_the_values_of_apps_in_scope(tmp_path, monkeypatch):
     """Pre-commit on one values file: the other apps are rendered (from the cache) for cross-app
     references, but their values are not checked again; a whole-repo run still checks them all."""
-    from validator import config as config_mod, pipeline, schema
-    from validator.rules import REGISTRY
+    from gitops_validate import config as config_mod, pipeline, schema
+    from gitops_validate.rules import REGISTRY
     import synth
 
     repo = synth.make_repo(tmp_path / "repo", 4, defects=False)

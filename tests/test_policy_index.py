@@ -24,11 +24,11 @@ import yaml
 
 import synth
 from conftest import ROOT, run_cli, tool_env
-from validator import policy
-from validator.model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels
-from validator.rules import Context
-from validator.rules.base import node_ports
-from validator.yamlio import load_all, split_stream
+from gitops_validate import policy
+from gitops_validate.model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels
+from gitops_validate.rules import Context
+from gitops_validate.rules.base import node_ports
+from gitops_validate.yamlio import load_all, split_stream
 
 #: The last commit whose policy rules scanned ctx.objects (before the indexes).
 BASELINE = "b3b20a5"

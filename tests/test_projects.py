@@ -10,7 +10,7 @@ import pytest
 
 from argo_fixture import make_repo, plant
 from conftest import run_cli, tool_env
-from validator.rules.projects import (destination_permitted, glob_match, kind_permitted, normalize_git_url,
+from gitops_validate.rules.projects import (destination_permitted, glob_match, kind_permitted, normalize_git_url,
                                       source_permitted)
 
 

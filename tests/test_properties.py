@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT, TOOLS, Run, run_cli, tool_env
 from e2e.harness import copy_repo
-from validator import cli
-from validator.cli import INTERNAL_ERROR
-from validator.yamlio import load_all
+from gitops_validate import cli
+from gitops_validate.cli import INTERNAL_ERROR
+from gitops_validate.yamlio import load_all
 
 settings.register_profile("make-test", max_examples=12, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

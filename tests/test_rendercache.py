@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 from conftest import ROOT, TOOLS, run_cli, tool_env
-from validator import rendercache
-from validator.rendercache import RenderCache
+from gitops_validate import rendercache
+from gitops_validate.rendercache import RenderCache
 
 
 def validate(repo: Path, cache: Path | None, *args: str, bindir: Path | None = None, env_extra: dict | None = None):
@@ -66,7 +66,7 @@ def test_a_symlinked_template_directory_is_part_of_the_key(repo_copy, tmp_path):
 
 
 def test_the_validator_version_is_part_of_the_key(monkeypatch, tmp_path):
-    from validator.render import RenderRequest
+    from gitops_validate.render import RenderRequest
     req = RenderRequest("a", "apps/todo-backend", "a", "ns", "v1.35.1", (), [], None)
     cache = RenderCache(tmp_path)
     before = cache.key(ROOT, req, str(TOOLS / "helm"))

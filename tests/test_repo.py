@@ -243,7 +243,7 @@ def test_git_commit_is_refused_by_the_pre_commit_hook(repo_copy):
 
 
 def test_rules_doc_is_current():
-    p = subprocess.run([sys.executable, "-m", "validator.docs", "--check"], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "gitops_validate.docs", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
 
 

@@ -8,11 +8,11 @@ import textwrap
 import pytest
 import yaml
 
-from validator.model import CLUSTER_SCOPED, ClusterFacts, Manifest
-from validator.policy import SKIP_ANNOTATION, evaluate
-from validator.rules import POLICY_RULES, REGISTRY, Context
-from validator.rules.resources import example_deployment, parse_quantity
-from validator.rules.secrets import looks_secret
+from gitops_validate.model import CLUSTER_SCOPED, ClusterFacts, Manifest
+from gitops_validate.policy import SKIP_ANNOTATION, evaluate
+from gitops_validate.rules import POLICY_RULES, REGISTRY, Context
+from gitops_validate.rules.resources import example_deployment, parse_quantity
+from gitops_validate.rules.secrets import looks_secret
 
 MY_FAMILIES = ("resources", "probes", "secrets", "refs", "security")
 
@@ -994,7 +994,7 @@ def test_identical_probes(live, ready, fires):
 # --- issue 12: values/unknown-key follows the chart's schema -------------------------------------
 
 def test_typo_hint_both_directions():
-    from validator.schema import _typo_of
+    from gitops_validate.schema import _typo_of
     siblings = ["replicaCount", "image", "resources", "limits", "requests", "NEXT_PUBLIC_FEATURE_CHAT"]
     assert _typo_of("replicaCont", siblings) == "replicaCount"
     assert _typo_of("limit", siblings) == "limits"
@@ -1006,7 +1006,7 @@ def test_typo_hint_both_directions():
 
 
 def test_schema_opens_maps():
-    from validator.schema import _schema_child
+    from gitops_validate.schema import _schema_child
     root = {"definitions": {"m": {"type": "object", "additionalProperties": {"type": "string"}}},
             "properties": {"config": {"$ref": "#/definitions/m"},
                            "labels": {"patternProperties": {r"^app\.": {"type": "string"}}},
@@ -1081,7 +1081,7 @@ def test_numeric_target_port_is_not_judged_on_pods_that_declare_no_ports():
 # --- issue 12: provenance of rendered fields (validator/provenance.py) ---------------------------
 
 def test_value_index_points_only_at_an_unambiguous_value(tmp_path):
-    from validator.provenance import ValueIndex
+    from gitops_validate.provenance import ValueIndex
     (tmp_path / "chart").mkdir()
     (tmp_path / "chart/values.yaml").write_text(
         "resources:\n  requests: {memory: 256Mi}\n  limits: {memory: 1Gi}\nprobe: {port: http}\n"

@@ -11,9 +11,9 @@ import pytest
 from conftest import TOOLS, run_cli, tool_env
 from user_repo import BAD_CHANGE, BAD_RULES, FILES, make_user_repo
 
-from validator import config as config_mod
-from validator.rules import REGISTRY
-from validator.suppress import path_matches
+from gitops_validate import config as config_mod
+from gitops_validate.rules import REGISTRY
+from gitops_validate.suppress import path_matches
 
 
 @pytest.mark.parametrize(("path", "patterns", "hit"), [

@@ -8,13 +8,13 @@ import textwrap
 import pytest
 import yaml
 
-from validator import determinism
-from validator.config import Config
-from validator.discover import misspelt_repo_url
-from validator.model import Manifest
-from validator.policy import evaluate
-from validator.render import RenderRequest
-from validator.rules import REGISTRY, Context
+from gitops_validate import determinism
+from gitops_validate.config import Config
+from gitops_validate.discover import misspelt_repo_url
+from gitops_validate.model import Manifest
+from gitops_validate.policy import evaluate
+from gitops_validate.render import RenderRequest
+from gitops_validate.rules import REGISTRY, Context
 
 
 def objs(text: str, rendered_by: str | None = None) -> list[Manifest]:
@@ -229,7 +229,7 @@ def test_compare_names_the_object_and_the_field(tmp_path):
     (tmp_path / "apps/web/templates").mkdir(parents=True)
     (tmp_path / "apps/web/templates/deploy.yaml").write_text("kind: Deployment\nmetadata:\n  annotations:\n"
                                                              "    rollme: {{ randAlphaNum 5 | quote }}\n")
-    from validator.render import parse_rendered
+    from gitops_validate.render import parse_rendered
     first, _ = parse_rendered(_stream("abcde"), _req())
     (f,) = determinism.compare(tmp_path, _req(), first, _stream("vwxyz"), None)
     assert f.rule == "argocd/non-deterministic-render" and f.file == "apps/web/templates/deploy.yaml" and f.line == 4
@@ -238,7 +238,7 @@ def test_compare_names_the_object_and_the_field(tmp_path):
 
 
 def test_compare_reports_objects_of_one_run_only_and_a_failing_second_run(tmp_path):
-    from validator.render import parse_rendered
+    from gitops_validate.render import parse_rendered
     first, _ = parse_rendered(_stream("a"), _req())
     other = _stream("a").replace("name: web", "name: web-x1y2")
     findings = determinism.compare(tmp_path, _req(), first, other, None)
@@ -249,8 +249,8 @@ def test_compare_reports_objects_of_one_run_only_and_a_failing_second_run(tmp_pa
 
 
 def test_applicationset_git_generator_with_a_misspelt_repo_url(tmp_path):
-    from validator.discover import expand_applicationset
-    from validator.yamlio import load_one
+    from gitops_validate.discover import expand_applicationset
+    from gitops_validate.yamlio import load_one
     text = ("apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: s, namespace: argocd}\nspec:\n"
             "  generators:\n    - git:\n        repoURL: https://github.com/todo-chatbot/todo-gtiops.git\n"
             "        revision: main\n        directories: [{path: 'apps/*'}]\n  template: {}\n")

@@ -93,7 +93,7 @@ def _require_schemas(root: Path | None, version: str) -> Path:
     d = schemastore.kubernetes_schema_dir(root, version)
     if not d.is_dir():
         raise CannotRun(f"no offline schemas for Kubernetes {schemastore.kubernetes_minor(version)} in {d}. "
-                        "Build them with `python -m validator.schemastore build --kubernetes-version "
+                        "Build them with `python -m gitops_validate.schemastore build --kubernetes-version "
                         f"{version} --out {root}`, or leave out --schema-dir/schemaDir to use the built-in ones.")
     return root
 

@@ -1,6 +1,6 @@
 """Offline JSON schemas in the layout kubeconform reads.
 
-Two sources. This repository prepares both once with ``make setup`` (``python -m validator.schemastore
+Two sources. This repository prepares both once with ``make setup`` (``python -m gitops_validate.schemastore
 build`` into ``.tools/schemas``); an installed gitops-validate builds the same tree on first use into the
 user's cache (``user_schemas``): Kubernetes from the installed ``kubernetes-validate`` dependency, Argo
 CD's CRDs from the package data ``data/crds`` (generated from the pinned Argo CD's CRDs, see NOTICE).
@@ -281,7 +281,7 @@ def _load_crds(paths: Iterable[Path]) -> Iterable[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m validator.schemastore")
+    ap = argparse.ArgumentParser(prog="python -m gitops_validate.schemastore")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write the offline schema tree")
     b.add_argument("--kubernetes-wheel", type=Path, help="a kubernetes-validate wheel (default: the installed package)")

@@ -1,4 +1,4 @@
-"""yaml/: files we read must be YAML we can trust. Emitted by the loader (validator.yamlio)."""
+"""yaml/: files we read must be YAML we can trust. Emitted by the loader (gitops_validate.yamlio)."""
 
 from __future__ import annotations
 
