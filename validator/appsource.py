@@ -15,7 +15,7 @@ from .config import Config
 from .discover import is_local_repo, manifests_from_file, misspelt_repo_url
 from .findings import Finding, Severity
 from .kustomize import KustomizeRequest, kustomization_file
-from .model import CLUSTER_SCOPED, Manifest, mapping, sequence
+from .model import CLUSTER_SCOPED, Manifest, dig, mapping, sequence
 from .render import RenderRequest, build_env, envsubst, inside
 
 
@@ -51,16 +51,6 @@ def _sources(spec: dict) -> list[tuple[tuple, dict]]:
         return [(("spec", "source"), spec["source"])]
     return []
 
-
-def _value_at(doc: dict, path: tuple) -> object:
-    for p in path:
-        if isinstance(doc, dict):
-            doc = doc.get(p)
-        elif isinstance(doc, list) and isinstance(p, int) and p < len(doc):
-            doc = doc[p]
-        else:
-            return None
-    return doc
 
 
 def _locate_in_hints(repo: Path, files: tuple[str, ...], value: object) -> tuple[str, int] | None:
@@ -109,7 +99,7 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
     def finding(rule: str, msg: str, where: tuple, sev: Severity = Severity.ERROR) -> None:
         file, line = app.file, app.line_of(where)
         if line is None:
-            file, line = _locate_in_hints(repo, target.hint_files, _value_at(app.doc, where)) or (file, line)
+            file, line = _locate_in_hints(repo, target.hint_files, dig(app.doc, *where)) or (file, line)
         out.findings.append(Finding(rule, sev, msg, file, line, app.ref, app.name))
 
     if not sources:

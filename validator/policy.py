@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from .appsource import find_setting
 from .findings import Finding, Severity
-from .model import Manifest
+from .model import Manifest, dig
 from .rules import CLUSTER_RULES, POLICY_RULES, Context, Rule
 
 SKIP_ANNOTATION = "gitops-validate/skip"
@@ -52,11 +52,11 @@ def locate(m: Manifest, path: tuple, repo: Path | None = None, related: tuple = 
     if line is None and path and m.line is None:
         found = m.values.locate(m.doc, (path, *related)) if m.values is not None else None
         if found is None and m.hints and repo is not None:
-            found = find_setting(repo, m.hints, path[-1], _value_at(m.doc, path))
+            found = find_setting(repo, m.hints, path[-1], dig(m.doc, *path))
         if found:
             return found
         if repo is not None:  # rendered: the file is the chart template
-            return m.file, template_line(repo, m.file, path, _value_at(m.doc, path))
+            return m.file, template_line(repo, m.file, path, dig(m.doc, *path))
     return m.file, line
 
 
@@ -67,12 +67,6 @@ def unreadable(m: Manifest, what: str, error: Exception) -> Finding:
                    "wrong type or shape, fix it (the API server would refuse it too)",
                    m.file, m.line, m.ref, m.app)
 
-
-def _value_at(doc: Any, path: tuple) -> Any:
-    for p in path:
-        doc = doc.get(p) if isinstance(doc, dict) else (doc[p] if isinstance(doc, list) and isinstance(p, int)
-                                                         and 0 <= p < len(doc) else None)
-    return doc
 
 
 def template_line(repo: Path, file: str | None, path: tuple, value: Any = None, any_key: bool = False) -> int | None:
