@@ -37,19 +37,43 @@ class Edit:
     new: str
 
 
-#: One-line edits a reviewer could plausibly miss; each must cause at least one finding.
+#: One-line edits a reviewer could plausibly miss, to the cluster values, the cluster facts and the
+#: charts (values.yaml defaults the cluster does not override, and templates); each must cause at
+#: least one finding. Not chosen to pass: an edit whose findings point elsewhere stays in the list.
 EDITS = (
+    # the cluster's values (clusters/minikube/values/)
     Edit("memory limit below request", BACKEND, "    memory: 1Gi\n", "    memory: 128Mi\n"),
     Edit("cpu request above limit", FRONTEND, "    cpu: 100m\n", "    cpu: 800m\n"),
     Edit("readiness probe removed", BACKEND, "replicaCount: 2\n", "replicaCount: 2\nreadinessProbe: null\n"),
-    Edit("Secret key renamed", "clusters/minikube/cluster.yaml", "      - JWT_SECRET\n", "      - JWT_SECRETS\n"),
     Edit("backend port changed", BACKEND, "  port: 8001\n", "  port: 8002\n"),
     Edit("backend URL port wrong", FRONTEND, "  BACKEND_URL: http://todo-backend:8001\n",
          "  BACKEND_URL: http://todo-backend:8002\n"),
+    Edit("backend URL host wrong", FRONTEND, "  BACKEND_URL: http://todo-backend:8001\n",
+         "  BACKEND_URL: http://todo-backnd:8001\n"),
     Edit("image tag set to latest", FRONTEND, '  tag: "1.0.0"\n', "  tag: latest\n"),
+    Edit("image pull policy Always", BACKEND, "  pullPolicy: IfNotPresent\n", "  pullPolicy: Always\n"),
     Edit("nodePort out of range", FRONTEND, "  nodePort: 30000\n", "  nodePort: 3000\n"),
     Edit("values key misspelt", BACKEND, "replicaCount: 2\n", "replicaCont: 2\n"),
     Edit("replica count not a number", FRONTEND, "replicaCount: 2\n", "replicaCount: two\n"),
+    Edit("Secret name misspelt", BACKEND, "  existingSecret: todo-backend-secrets", "  existingSecret: todo-backend-secret"),
+    # the cluster's facts
+    Edit("Secret key renamed", "clusters/minikube/cluster.yaml", "      - JWT_SECRET\n", "      - JWT_SECRETS\n"),
+    # the charts' defaults
+    Edit("Secret key renamed in the chart", "apps/todo-backend/values.yaml", "    - JWT_SECRET\n", "    - JWT_SECRETS\n"),
+    Edit("liveness probe port typo", "apps/todo-backend/values.yaml", "    port: http\n", "    port: htpp\n"),
+    Edit("runAsNonRoot false", "apps/todo-backend/values.yaml", "  runAsNonRoot: true\n", "  runAsNonRoot: false\n"),
+    Edit("read-only root filesystem off", "apps/todo-frontend/values.yaml", "  readOnlyRootFilesystem: true\n",
+         "  readOnlyRootFilesystem: false\n"),
+    Edit("NetworkPolicy port to the backend wrong", "apps/todo-frontend/values.yaml", "    port: 8001\n", "    port: 8002\n"),
+    Edit("NetworkPolicy backend label wrong", "apps/todo-frontend/values.yaml",
+         "      app.kubernetes.io/name: todo-backend\n", "      app.kubernetes.io/name: todo-api\n"),
+    # the charts' templates
+    Edit("Service targetPort typo", "apps/todo-backend/templates/service.yaml", "      targetPort: http\n",
+         "      targetPort: htpp\n"),
+    Edit("Service selector label changed", "apps/todo-backend/templates/service.yaml",
+         '    {{- include "todo-backend.selectorLabels" . | nindent 4 }}\n', "    app.kubernetes.io/name: todo-api\n"),
+    Edit("resources block dropped (values key typo)", "apps/todo-frontend/templates/deployment.yaml",
+         "          {{- with .Values.resources }}\n", "          {{- with .Values.resource }}\n"),
 )
 
 

@@ -127,18 +127,24 @@ def load_clusters(repo: Path, config: Config) -> tuple[dict[str, ClusterFacts], 
             cf.existing_projects = frozenset(map(str, data.get("existingProjects") or []))
             if isinstance(data.get("appOfAppsProjects"), list):
                 cf.app_of_apps_projects = frozenset(map(str, data["appOfAppsProjects"]))
-            _add_secrets(cf, data.get("externalSecrets"))
+            _add_secrets(cf, data.get("externalSecrets"), docs[0] if docs else None)
         if name in config.clusters:
             _add_secrets(cf, config.clusters[name].external_secrets)
         facts[name] = cf
     return facts, findings
 
 
-def _add_secrets(cf: ClusterFacts, entries: Any) -> None:
-    for s in sequence(entries):
+def _add_secrets(cf: ClusterFacts, entries: Any, doc: Any = None) -> None:
+    """Declared external Secrets; with ``doc`` (cluster.yaml), the line of each entry and key."""
+    for i, s in enumerate(sequence(entries)):
         if isinstance(s, dict) and s.get("name"):
             key = (str(s.get("namespace", "default")), str(s["name"]))
             cf.external_secrets[key] = cf.external_secrets.get(key, frozenset()) | frozenset(map(str, sequence(s.get("keys"))))
+            if doc is not None:
+                lines = cf.external_secret_lines.setdefault(key, {})
+                lines.setdefault("", doc.line_of(("externalSecrets", i, "keys")) or doc.line_of(("externalSecrets", i)))
+                for j, k in enumerate(sequence(s.get("keys"))):
+                    lines.setdefault(str(k), doc.line_of(("externalSecrets", i, "keys", j)))
 
 
 def cluster_of(paths: Iterable[str], clusters: dict[str, ClusterFacts]) -> str | None:

@@ -11,6 +11,9 @@ from .policy import SKIP_ANNOTATION
 from .rules import FAMILIES, REGISTRY
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
+#: Written by hand from what scripts/pointing.py and scripts/score_peers.py print; embedded in
+#: rules.md as its "Accuracy" section, so the figures sit next to the rules they measure.
+ACCURACY = DOC.parent / "accuracy.md"
 
 
 def anchor(rule_id: str) -> str:
@@ -59,8 +62,9 @@ def render() -> str:
         "      probes/missing-liveness: one-shot job, nothing to probe",
         "```",
         "",
-        "How these rules score on the labelled test corpora of Polaris, kube-linter and kube-score, "
-        "and every case where we disagree with them: [accuracy.md](accuracy.md).",
+        "Where findings point (the share of one-line edits reported at the edited line), how these rules "
+        "score on the labelled test corpora of Polaris, kube-linter and kube-score, and every case where we "
+        "disagree with them: [Accuracy](#accuracy), at the end of this page.",
         "",
         "| rule | severity | what it catches |",
         "|---|---|---|",
@@ -73,7 +77,18 @@ def render() -> str:
             lines += ["", f"## {r.id}", "", f"Default severity: **{r.severity.value}** ({source}).", "",
                       r.why, "", "Fails:", "", "```yaml", r.bad.rstrip("\n"), "```", "",
                       "Passes:", "", "```yaml", r.good.rstrip("\n"), "```"]
+    lines += ["", *accuracy()]
     return "\n".join(lines) + "\n"
+
+
+def accuracy() -> list[str]:
+    """docs/accuracy.md as a section of this page: its title becomes "## Accuracy", every other
+    heading one level down (a rule's section stays the only kind of level-2 heading)."""
+    out, fenced = ["## Accuracy", "", f"<!-- From docs/{ACCURACY.name}: edit that file, then `make docs`. -->"], False
+    for line in ACCURACY.read_text(encoding="utf-8").splitlines()[1:]:
+        fenced ^= line.lstrip().startswith("```")
+        out.append("#" + line if line.startswith("#") and not fenced else line)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,10 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
+#: The label of the template location of a finding that points at a value file line.
+RENDERED_BY = "rendered by"
+
+
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
@@ -57,6 +61,22 @@ class ObjectRef:
 
 
 @dataclass(frozen=True)
+class Location:
+    """A second place a finding is about (SARIF ``relatedLocations``): the template that renders
+    a value, the object that reads a declared Secret key. ``label`` says what it is, as in
+    "rendered by apps/x/templates/deployment.yaml:40"."""
+    file: str
+    line: int | None
+    label: str
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.file}" + (f":{self.line}" if self.line else "")
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "label": self.label}
+
+
+@dataclass(frozen=True)
 class Finding:
     rule: str
     severity: Severity
@@ -65,6 +85,8 @@ class Finding:
     line: int | None = None
     object: ObjectRef | None = None
     app: str | None = None
+    #: other places the finding is about (provenance.py): not part of its identity in a baseline
+    related: tuple[Location, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.message, str) or len(self.message) > MAX_MESSAGE_CHARS or \
@@ -82,7 +104,18 @@ class Finding:
                 "apiVersion": self.object.apiVersion, "kind": self.object.kind,
                 "namespace": self.object.namespace, "name": self.object.name},
             "app": self.app,
+            "related": [r.as_dict() for r in self.related],
         }
+
+    def where(self) -> str:
+        """The related locations in words, for text and GitHub output: "(set at v.yaml:3,
+        rendered by t.yaml:9)" when the finding points at the value that a template renders."""
+        if not self.related:
+            return ""
+        parts = [str(r) for r in self.related]
+        if self.related[0].label == RENDERED_BY and self.file:
+            parts.insert(0, f"set at {self.file}" + (f":{self.line}" if self.line else ""))
+        return " (" + ", ".join(parts) + ")"
 
     def sort_key(self) -> tuple:
         return (self.file or "\uffff", self.line or 0, self.rule, self.message)
@@ -100,3 +133,9 @@ class Problem:
     at: object = None
     #: other fields the problem is about (a limit, for a request above it), for provenance
     related: tuple = field(default_factory=tuple)
+    #: other places the same problem can be fixed, as (Manifest, path, label) or (Location, None,
+    #: label) for a line of a file we read (a cluster fact): the finding points at the first place
+    #: an override set, the others become related locations (provenance.py)
+    also: tuple = field(default_factory=tuple)
+    #: what the problem's own place is, when the finding points elsewhere ("read by")
+    label: str = "found at"

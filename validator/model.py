@@ -114,6 +114,8 @@ class ClusterFacts:
     external_secrets: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     directory: str | None = None  # repo-relative folder (clusters/<name>)
     capacity_lines: dict[str, int] = field(default_factory=dict)  # capacity key -> line in cluster.yaml
+    #: (namespace, name) -> key (or "" for the entry) -> line in cluster.yaml ``externalSecrets``
+    external_secret_lines: dict[tuple[str, str], dict[str, int | None]] = field(default_factory=dict)
     #: the kustomization that installs Argo CD into this cluster (cluster.yaml ``argocdInstall``)
     argocd_install: str | None = None
     #: AppProjects that exist in the cluster without being in the repo (cluster.yaml ``existingProjects``)

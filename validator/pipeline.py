@@ -7,7 +7,7 @@ import posixpath
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -191,7 +191,7 @@ def _finish(findings: list[Finding], opts: Options, apps: int, objects: int, sta
         if sev is None or suppress.excluded(f, opts.config.exclude, opts.config.rule_exclude):
             continue
         if sev is not f.severity:
-            f = Finding(f.rule, sev, f.message, f.file, f.line, f.object, f.app)
+            f = replace(f, severity=sev)
         out.setdefault((f.rule, f.file, f.line, f.message, f.app), f)
     return Result(sorted(out.values(), key=Finding.sort_key), apps, objects, time.perf_counter() - start, **stats)
 

@@ -13,13 +13,13 @@ Skipping one rule for one object takes an annotation that names the rule and giv
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
-from .appsource import find_setting
-from .findings import Finding, Severity
-from .model import Manifest, dig
+from . import provenance
+from .findings import Finding, Location, Problem, Severity
+from .model import Manifest
+from .provenance import template_line  # noqa: F401  (determinism.py reads it from here)
 from .rules import CLUSTER_RULES, POLICY_RULES, Context, Rule
 
 SKIP_ANNOTATION = "gitops-validate/skip"
@@ -44,20 +44,19 @@ def parse_skips(m: Manifest) -> tuple[dict[str, str], list[str]]:
     return skips, unreasoned
 
 
-def locate(m: Manifest, path: tuple, repo: Path | None = None, related: tuple = ()) -> tuple[str | None, int | None]:
-    """Where to point: the line inside a file we read; for a rendered object, the value file line
-    that set the field (or a related one) when provenance finds it, else the first value-file line
-    that sets a key of that name and value, else the template line that spells the field out."""
-    line = m.line_of(path) if path else m.line
-    if line is None and path and m.line is None:
-        found = m.values.locate(m.doc, (path, *related)) if m.values is not None else None
-        if found is None and m.hints and repo is not None:
-            found = find_setting(repo, m.hints, path[-1], dig(m.doc, *path))
-        if found:
-            return found
-        if repo is not None:  # rendered: the file is the chart template
-            return m.file, template_line(repo, m.file, path, dig(m.doc, *path))
-    return m.file, line
+def point(m: Manifest, problem: Problem, repo: Path | None) -> provenance.Place:
+    """The place a finding points at: the problem's own (provenance.where), or the first of its
+    ``also`` places an override set; the other places become related locations."""
+    own = provenance.where(m, problem.path, repo, problem.related)
+    places = [(own, problem.label)]
+    for target, path, label in problem.also:
+        if isinstance(target, Location):  # a line of a file we read: a fact this repo sets
+            places.append((provenance.Place(target.file, target.line, overridden=True), label))
+        else:
+            places.append((provenance.where(target, path, repo), label))
+    chosen = own if own.overridden else next((p for p, _ in places if p.overridden), own)
+    others = tuple(Location(p.file, p.line, label) for p, label in places if p is not chosen and p.file)
+    return provenance.Place(chosen.file, chosen.line, chosen.related + others, chosen.overridden)
 
 
 def unreadable(m: Manifest, what: str, error: Exception) -> Finding:
@@ -67,27 +66,6 @@ def unreadable(m: Manifest, what: str, error: Exception) -> Finding:
                    "wrong type or shape, fix it (the API server would refuse it too)",
                    m.file, m.line, m.ref, m.app)
 
-
-
-def template_line(repo: Path, file: str | None, path: tuple, value: Any = None, any_key: bool = False) -> int | None:
-    """The template line that writes the field at ``path`` of a rendered object, when the template
-    spells it out: a prefixed key (``argocd.argoproj.io/sync-wave:``; any key with ``any_key``), or
-    else a literal string value of 8 characters or more. None when in doubt."""
-    keys = [p for p in path if isinstance(p, str)]
-    key = keys[-1] if keys and isinstance(path[-1], str) and (any_key or "/" in keys[-1]) else None
-    if key is not None:
-        pattern = re.compile(r"^\s*(?:-\s*)?[\"']?" + re.escape(key) + r"[\"']?\s*:")
-        hit = pattern.match
-    elif isinstance(value, str) and len(value) >= 8 and "\n" not in value:
-        def hit(line: str) -> bool:
-            return value in line
-    else:
-        return None
-    try:
-        lines = (repo / file).read_text(encoding="utf-8").splitlines() if file else []
-    except (OSError, UnicodeDecodeError):
-        return None
-    return next((n for n, line in enumerate(lines, 1) if hit(line)), None)
 
 
 def evaluate(manifests: Iterable[Manifest], ctx: Context,
@@ -112,15 +90,13 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 continue
             for problem in problems:
                 at = problem.at or m  # another object's file (the AppProject that refuses an app)
-                file, line = locate(at, problem.path, repo, problem.related)  # type: ignore[arg-type]
+                place = point(at, problem, repo)  # type: ignore[arg-type]
                 msg = problem.message
-                if problem.at is None and file != m.file and m.file:
-                    msg += f" (set here, rendered by {m.file})"
                 if rule.id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
                 # an Application read from a file is its own app (path-scoped runs keep its findings)
                 app = m.app if m.app is not None or m.kind != "Application" else m.name
-                out.append(Finding(rule.id, severity, msg, file, line, m.ref, app))
+                out.append(Finding(rule.id, severity, msg, place.file, place.line, m.ref, app, place.related))
     return out
 
 
@@ -138,9 +114,9 @@ def evaluate_cluster(ctx: Context, severities: Mapping[str, Severity | None] | N
             m = problem.subject
             if m is not None and rule.id in parse_skips(m)[0]:
                 continue
-            file, line = problem.file, problem.line
-            if file is None and m is not None:
-                file, line = locate(m, problem.path, repo)
-            out.append(Finding(rule.id, severity, problem.message, file, line,
-                               m.ref if m is not None else None, m.app if m is not None else None))
+            place = provenance.Place(problem.file, problem.line)
+            if place.file is None and m is not None:
+                place = provenance.where(m, problem.path, repo)
+            out.append(Finding(rule.id, severity, problem.message, place.file, place.line,
+                               m.ref if m is not None else None, m.app if m is not None else None, place.related))
     return out

@@ -47,7 +47,7 @@ def text(findings: list[Finding], summary: Summary, out: TextIO, colour: bool) -
             where = f"{f.line}" if f.line else "-"
             ctx = ", ".join(x for x in (f"app {f.app}" if f.app else "", str(f.object) if f.object else "") if x)
             # repo text (messages, names, paths) is printed escaped: it cannot drive the terminal
-            out.write(f"  {where:>5}  {c(f.severity.value, _COLOURS[f.severity]):<7}  {printable(f.message)}  "
+            out.write(f"  {where:>5}  {c(f.severity.value, _COLOURS[f.severity]):<7}  {printable(f.message + f.where())}  "
                       f"{c(f.rule, chr(27) + '[2m')}" + (f"  [{printable(ctx)}]" if ctx else "") + "\n")
         out.write("\n")
     ok = summary.errors == 0
@@ -95,6 +95,12 @@ def sarif(findings: list[Finding], summary: Summary, out: TextIO, colour: bool =
             if region:
                 loc["physicalLocation"]["region"] = region
             r["locations"] = [loc]
+        if f.related:  # SARIF 2.1.0 §3.27.22: each with an id unique in the result and a message
+            r["relatedLocations"] = [
+                {"id": i, "message": {"text": rel.label},
+                 "physicalLocation": {"artifactLocation": {"uri": rel.file, "uriBaseId": "%SRCROOT%"},
+                                      **({"region": {"startLine": rel.line}} if rel.line else {})}}
+                for i, rel in enumerate(f.related)]
         results.append(r)
     doc = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -138,7 +144,7 @@ def junit(findings: list[Finding], summary: Summary, out: TextIO, colour: bool =
                                  name=clean(f"{f.rule} {where}" + (f" {f.object}" if f.object else "")))
             if f.severity is Severity.ERROR:
                 ET.SubElement(case, "failure", type=f.rule, message=clean(f.message)).text = clean(
-                    f"{where}: {f.message}" + (f" (app {f.app})" if f.app else ""))
+                    f"{where}: {f.message}{f.where()}" + (f" (app {f.app})" if f.app else ""))
             else:
                 ET.SubElement(case, "system-out").text = clean(f"warning: {where}: {f.message}")
     ET.indent(top)
@@ -157,7 +163,7 @@ def github(findings: list[Finding], summary: Summary, out: TextIO, colour: bool 
             props.insert(0, f"file={_escape(f.file, True)}")
             if f.line:
                 props.insert(1, f"line={f.line}")
-        out.write(f"::{f.severity.value} {','.join(props)}::{_escape(f.message)}\n")
+        out.write(f"::{f.severity.value} {','.join(props)}::{_escape(f.message + f.where())}\n")
     out.write(summary.line() + "\n")
 
 

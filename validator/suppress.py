@@ -20,7 +20,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-from .findings import Finding
+from .findings import RENDERED_BY, Finding
 
 BASELINE_VERSION = 1
 
@@ -63,6 +63,9 @@ def excluded(f: Finding, exclude: tuple[str, ...], rule_exclude: dict[str, tuple
 
 def fingerprint(f: Finding) -> str:
     message = re.sub(r"\bline \d+\b", "line N", f.message)
+    if f.related and f.related[0].label == RENDERED_BY:
+        # the template used to be named in the message: baselines written then still match
+        message += f" (set here, rendered by {f.related[0].file})"
     key = "\0".join((f.rule, f.file or "", f.app or "", str(f.object or ""), message))
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import WORKLOAD_KINDS, Manifest, containers, pod_labels, pod_template
+from ..model import WORKLOAD_KINDS, Manifest, containers, dig, pod_labels, pod_template
 from .base import Context, Rule
 from .examples import example_deployment
 from .probes import port_number
@@ -161,6 +161,39 @@ def allowed(ctx: Context, pod: Pod, direction: str, other: Pod | None, number: i
     return False, policies
 
 
+def near_miss(ctx: Context, policies: list[Manifest], direction: str, other: Pod, number: int,
+              name: str | None) -> tuple[Manifest, tuple] | None:
+    """The policy and field to fix when a rule in force almost admits the traffic: it names the
+    peer but another port (the port's path), or the port but another peer (the first pod label
+    that differs). None when no rule comes that close."""
+    rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for p in policies:
+        for i, rule in enumerate(_list(_spec(p).get(rules_key))):
+            if not isinstance(rule, dict):
+                continue
+            peers = _list(rule.get(peers_key))
+            port_ok = _port_matches(rule.get("ports"), number, name, "TCP")
+            peer_ok = not rule.get(peers_key) or any(_peer_matches(q, p.namespace, other, ctx) for q in peers)
+            if peer_ok and not port_ok:
+                j = next((j for j, q in enumerate(_list(rule.get("ports"))) if isinstance(q, dict) and "port" in q), 0)
+                return p, ("spec", rules_key, i, "ports", j, "port")
+            if port_ok and not peer_ok and other is not OUTSIDE:
+                for k, q in enumerate(peers):
+                    labels = dig(q, "podSelector", "matchLabels") if isinstance(q, dict) else None
+                    for key, value in (labels.items() if isinstance(labels, dict) else ()):
+                        if str(other.labels.get(key)) != str(value):
+                            return p, ("spec", rules_key, i, peers_key, k, "podSelector", "matchLabels", key)
+    return None
+
+
+def _blocked_problem(message: str, m: Manifest, base: tuple, miss: tuple[Manifest, tuple] | None) -> Problem:
+    """The finding points at the policy rule that almost admits the traffic, when there is one:
+    that is what to fix (and what usually changed); the caller is the related location."""
+    if miss is None:
+        return Problem(message, base)
+    return Problem(message, miss[1], at=miss[0], also=((m, base, "the caller"),), label="the policy rule")
+
+
 def _names(policies: list[Manifest]) -> str:
     return ", ".join(sorted(p.name for p in policies))
 
@@ -274,12 +307,14 @@ def _check_callers(m: Manifest, ctx: Context) -> Iterator[Problem]:
             path = f"{caller.what} -> {url} -> {callee.what} port {number}"
             ok, policies = allowed(ctx, caller, "Egress", callee, number, name)
             if not ok:
-                yield Problem(f"path blocked: {path}: at the caller's egress, {_blocked('Egress', policies)}; allow "
-                              f"egress to the callee's pods on port {number}", base)
+                yield _blocked_problem(f"path blocked: {path}: at the caller's egress, {_blocked('Egress', policies)}; "
+                                       f"allow egress to the callee's pods on port {number}", m, base,
+                                       near_miss(ctx, policies, "Egress", callee, number, name))
             ok, policies = allowed(ctx, callee, "Ingress", caller, number, name)
             if not ok:
-                yield Problem(f"path blocked: {path}: at the callee's ingress, {_blocked('Ingress', policies)}; allow "
-                              f"ingress from the caller's pods on port {number}", base)
+                yield _blocked_problem(f"path blocked: {path}: at the callee's ingress, {_blocked('Ingress', policies)}; "
+                                       f"allow ingress from the caller's pods on port {number}", m, base,
+                                       near_miss(ctx, policies, "Ingress", caller, number, name))
 
 
 def check_traffic_paths(m: Manifest, ctx: Context) -> Iterable[Problem]:

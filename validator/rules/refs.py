@@ -50,16 +50,17 @@ def check_service_selector(m: Manifest, ctx: Context) -> Iterable[Problem]:
     sel = _selector(m)
     ns = m.namespace
     pods = ctx.workloads_in(ns)
-    near = ""
+    near, path = "", ("spec", "selector")
     if pods:
         best = max(pods, key=lambda w: sum(1 for k, v in sel.items()
                                            if str(pod_labels(w).get(k)) == str(v)))
         labels = pod_labels(best)
         differ = {k: labels.get(k, "<unset>") for k, v in sel.items() if str(labels.get(k)) != str(v)}
         near = f" (closest: {best.kind} {best.name} with {_labels_text(differ)})"
+        path += tuple(differ)[:1]  # the label that differs: where it is set
     yield Problem(f"Service {qualified(ns, m.name)} selects {_labels_text(sel)}, but no pod template "
                   f"in namespace {ns or '(none)'} has these labels{near}; fix spec.selector or the pod "
-                  "labels", ("spec", "selector"))
+                  "labels", path)
 
 
 def check_target_port(m: Manifest, ctx: Context) -> Iterable[Problem]:
@@ -203,8 +204,11 @@ def _check_urls(text: str, where: str, m: Manifest, ctx: Context, path: tuple) -
         exposed = _service_ports(service)
         if port not in exposed:
             shown = ", ".join(str(p) for p in sorted(exposed)) or "no ports"
+            ports = sequence(_spec(service).get("ports"))
+            # the Service's port is the other place to fix: the finding points at whichever an override changed
+            port_path = ("spec", "ports", 0, "port") if len(ports) == 1 else ("spec", "ports")
             yield Problem(f"{where} points at {url}, but Service {qualified(ns, name)} exposes {shown}; "
-                          "fix the port", path)
+                          "fix the port", path, also=((service, port_path, "Service port at"),), label="URL at")
 
 
 def _url_texts(m: Manifest) -> Iterator[tuple[str, str, tuple]]:

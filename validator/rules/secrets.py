@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from ..findings import Problem, Severity
+from ..findings import Location, Problem, Severity
 from ..model import Manifest, containers, dig, pod_template, sequence
 from .base import Context, Rule
 from .examples import example_deployment
@@ -240,12 +240,27 @@ def check_missing_key(m: Manifest, ctx: Context) -> Iterable[Problem]:
         exists, keys = secret_keys(ctx, ns, ref.name)
         if not exists or keys is None:
             continue
+        read = {k for r in pod_refs(m, "Secret") if r.name == ref.name for k, _ in r.keys}
         for key, path in ref.keys:
             if key not in keys:
                 held = ", ".join(sorted(keys)) or "no keys"
                 yield Problem(f"{ref.what} reads key {key!r} of Secret {qualified(ns, ref.name)}, which "
                               f"holds {held}; fix the key, or add it to the Secret (and to its "
-                              f"declaration in {_where_declared(ctx)})", path)
+                              f"declaration in {_where_declared(ctx)})", path,
+                              also=_renamed_declaration(ctx, ns, ref.name, key, keys - read), label="read by")
+
+
+def _renamed_declaration(ctx: Context, namespace: str | None, name: str, key: str, unread: frozenset[str]) -> tuple:
+    """The cluster.yaml line of a declared key that looks like ``key`` renamed (close to it, and
+    read by nobody in this object), for a Secret declared outside git: the place to fix."""
+    if ctx.facts is None or ctx.facts.directory is None or ctx.find("Secret", namespace, name) is not None:
+        return ()
+    lines = ctx.facts.external_secret_lines.get((str(namespace), name), {})
+    close = difflib.get_close_matches(key, sorted(unread), n=1)
+    if not close or lines.get(close[0]) is None:
+        return ()
+    return ((Location(f"{ctx.facts.directory}/cluster.yaml", lines[close[0]], "declared in"), None,
+             "declared in"),)
 
 
 def check_data_in_git(m: Manifest, ctx: Context) -> Iterable[Problem]:
