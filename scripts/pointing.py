@@ -2,7 +2,7 @@
 """Where findings point: realistic one-line edits to this repository, and the share of the findings
 they cause that point at the edited file and line (issue 12's pointing measurement).
 
-    .venv/bin/python scripts/pointing.py [--json]
+    .venv/bin/python scripts/pointing.py [--json | --markdown]
 
 Each edit is applied to a fresh copy of the repository (tests/e2e/harness.copy_repo), the copy is
 validated with the real helm and kubeconform, and every finding is classified: at the edited file
@@ -109,15 +109,34 @@ def run_edit(edit: Edit) -> dict:
                           else "file" if f["file"] == edit.file else "elsewhere"} for f in findings]}
 
 
+def markdown(data: dict) -> str:
+    """The table for docs/accuracy.md: each edit, where its findings point, and the figure."""
+    rows = ["| edit | edited line | findings: rule, where it points |", "|---|---|---|"]
+    for r in data["edits"]:
+        found = "<br>".join(f"`{f['rule']}` " + ("**at the edited line**" if f["at"] == "line"
+                                                  else f"{f['file']}:{f['line'] or '-'} ({f['at']})")
+                            for f in r["findings"]) or "NO FINDING"
+        rows.append(f"| {r['edit']} | `{r['file']}:{r['line']}` | {found} |")
+    share = 100 * data["at_edited_line"] / data["findings"] if data["findings"] else 0
+    rows += ["", f"**{data['at_edited_line']} of {data['findings']} findings ({share:.0f} %) point at the edited "
+             f"file and line**, over {len(data['edits'])} edits."]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="the table for docs/accuracy.md")
     args = ap.parse_args(argv)
     results = [run_edit(e) for e in EDITS]
     total = sum(len(r["findings"]) for r in results)
     at_line = sum(1 for r in results for f in r["findings"] if f["at"] == "line")
+    data = {"edits": results, "findings": total, "at_edited_line": at_line}
     if args.json:
-        print(json.dumps({"edits": results, "findings": total, "at_edited_line": at_line}, indent=1))
+        print(json.dumps(data, indent=1))
+        return 0
+    if args.markdown:
+        print(markdown(data))
         return 0
     for r in results:
         where = ", ".join(f"{f['rule']} at {f['file']}:{f['line']} ({f['at']})" for f in r["findings"]) or "NO FINDING"

@@ -148,7 +148,8 @@ def test_json_shape_is_the_contract(tmp_path):
     assert set(r.json) == {"findings", "summary"}
     assert set(r.json["summary"]) == {"errors", "warnings", "apps", "objects", "seconds"}
     f = r.json["findings"][0]
-    assert set(f) == {"rule", "severity", "message", "file", "line", "object", "app"}
+    assert set(f) == {"rule", "severity", "message", "file", "line", "object", "app", "related"}
+    assert f["related"] == []  # other places the finding is about (file, line, label): see test_provenance.py
     assert set(f["object"]) == {"apiVersion", "kind", "namespace", "name"}
 
 

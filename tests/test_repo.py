@@ -257,7 +257,19 @@ def test_rendered_finding_points_at_the_value_file_line(repo_copy):
     lines = (repo_copy / rel).read_text().splitlines()
     # the limit the override changed, not the request it left at the chart's default
     assert f["file"] == rel and lines[f["line"] - 1] == "    memory: 128Mi", f
-    assert "rendered by apps/todo-backend/templates/deployment.yaml" in f["message"]
+    # the second location: the template line that renders the value (SARIF relatedLocations, text "set at")
+    template = "apps/todo-backend/templates/deployment.yaml"
+    assert f["related"] == [{"file": template, "line": 77, "label": "rendered by"}], f
+    assert (repo_copy / template).read_text().splitlines()[76].strip() == "{{- with .Values.resources }}"
+    sarif = json.loads(validate(repo_copy, "--format", "sarif").out)
+    result = next(x for x in sarif["runs"][0]["results"] if x["ruleId"] == "resources/request-exceeds-limit")
+    assert result["locations"][0]["physicalLocation"]["region"] == {"startLine": f["line"]}
+    assert result["relatedLocations"] == [{"id": 0, "message": {"text": "rendered by"}, "physicalLocation": {
+        "artifactLocation": {"uri": template, "uriBaseId": "%SRCROOT%"}, "region": {"startLine": 77}}}]
+    text = run_cli("--repo", str(repo_copy), env=tool_env()).out
+    assert f"(set at {rel}:{f['line']}, rendered by {template}:77)" in text, text
+    github = run_cli("--repo", str(repo_copy), "--format", "github", env=tool_env()).out
+    assert f"file={rel},line={f['line']}" in github and f"rendered by {template}:77)" in github, github
 
 
 def test_missing_probe_points_at_the_null_that_removed_it(repo_copy):
@@ -268,19 +280,60 @@ def test_missing_probe_points_at_the_null_that_removed_it(repo_copy):
 
 
 def test_a_values_error_in_one_app_causes_no_finding_in_another(repo_copy):
-    """The backend does not render (unknown key): the frontend's URL into it is not checked,
-    instead of a cascade of refs/in-cluster-url findings."""
+    """The backend's values have an unknown key: it renders with the valid part of its values, so
+    the frontend's URL into it is checked (and fine): no cascade of refs/in-cluster-url findings."""
     edit(repo_copy, "clusters/minikube/values/todo-backend.yaml", "replicaCount:", "replicaCont:")
     r = validate(repo_copy)
+    assert r.code == 1
     assert [f["rule"] for f in r.json["findings"]] == ["values/unknown-key"], r.json["findings"]
 
 
+def test_a_values_typo_still_reports_the_apps_other_findings(repo_copy):
+    """Partial render (partialrender.py): the unknown key stays an error, and the memory limit
+    lowered below the request in the same file is reported too, at its line."""
+    rel = "clusters/minikube/values/todo-backend.yaml"
+    edit(repo_copy, rel, "replicaCount: 2\n", "replicaCont: 2\n")
+    edit(repo_copy, rel, "    memory: 1Gi\n", "    memory: 128Mi\n")
+    r = validate(repo_copy)
+    assert r.code == 1, r.err
+    got = sorted((f["rule"], f["file"], f["line"]) for f in r.json["findings"])
+    assert got == [("resources/request-exceeds-limit", rel, 17), ("values/unknown-key", rel, 4)], got
+
+
+def test_a_schema_type_error_falls_back_to_the_chart_default_for_that_value_only(repo_copy):
+    """replicaCount: two is refused by the values schema; the render uses the chart's default for it
+    and keeps the rest of the overrides: the pull policy Always set next to it is still reported."""
+    rel = "clusters/minikube/values/todo-frontend.yaml"
+    edit(repo_copy, rel, "replicaCount: 2\n", "replicaCount: two\n")
+    edit(repo_copy, rel, "  pullPolicy: IfNotPresent\n", "  pullPolicy: Always\n")
+    r = validate(repo_copy)
+    assert r.code == 1
+    got = sorted((f["rule"], f["severity"], f["line"]) for f in r.json["findings"])
+    assert got == [("images/pull-always", "warning", 7), ("values/schema", "error", 4)], got
+    assert r.json["summary"]["objects"] == validate(ROOT).json["summary"]["objects"]  # every object checked
+
+
+def test_an_app_that_does_not_render_is_not_checked_into(repo_copy):
+    """The backend's values do not parse: nothing of it renders, so the frontend's URL into it is
+    not checked and says so, once, as a warning (refs/not-checked), not as a refs/in-cluster-url error."""
+    edit(repo_copy, "clusters/minikube/values/todo-backend.yaml", "replicaCount: 2\n", "replicaCount: [2\n")
+    r = validate(repo_copy)
+    assert r.code == 1
+    rules = sorted(f["rule"] for f in r.json["findings"])
+    assert rules == ["refs/not-checked", "yaml/syntax"], r.json["findings"]
+    f = finding(r, "refs/not-checked")
+    assert f["severity"] == "warning" and f["app"] == "todo-frontend"
+    assert "not checked, todo-backend did not render" in f["message"], f
+    assert f["file"] == "clusters/minikube/values/todo-frontend.yaml" and f["line"] == 20, f
+
+
 def test_one_line_edits_point_at_the_edited_line():
-    """scripts/pointing.py: every edit is caught, and at least 80 % of the findings point at the
-    edited file and line (the figure in docs/accuracy.md)."""
+    """scripts/pointing.py: every edit is caught, and at least 90 % of the findings point at the
+    edited file and line (the figure in docs/rules.md, section Accuracy)."""
     p = subprocess.run([sys.executable, str(ROOT / "scripts/pointing.py"), "--json"], capture_output=True,
-                       text=True, env=tool_env(), timeout=1200)
+                       text=True, env=tool_env(), timeout=1800)
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
+    assert len(data["edits"]) >= 16
     assert all(e["findings"] for e in data["edits"]), [e["edit"] for e in data["edits"] if not e["findings"]]
-    assert data["at_edited_line"] / data["findings"] >= 0.8, data
+    assert data["at_edited_line"] / data["findings"] >= 0.9, data

@@ -139,3 +139,5 @@ class Problem:
     also: tuple = field(default_factory=tuple)
     #: what the problem's own place is, when the finding points elsewhere ("read by")
     label: str = "found at"
+    #: a sibling rule id to report under (refs/not-checked from refs/in-cluster-url's check)
+    rule: str | None = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, kustomize, policy, provenance, render, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, determinism, discover, kustomize, partialrender, policy, provenance, render, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
@@ -253,7 +253,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     pending = [_App(m, m.cluster) for m in top]
     helm_runs = cache_hits = 0
     capped = False  # past limits.maxApplications
-    unrendered: dict[str | None, set[str]] = {}  # cluster -> apps that did not render
+    unrendered: dict[str | None, set[tuple[str, str]]] = {}  # cluster -> (app, namespace) that did not render
     # Each cluster's Argo CD install first: its argocd-cm holds kustomize.buildOptions.
     build_options: dict[str | None, tuple[str, ...]] = {}
     argo_files = {m.file for m in disc.argo}
@@ -267,7 +267,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         while pending:
             tools.check_deadline()
-            jobs: list[tuple[_App, render.RenderRequest]] = []
+            jobs: list[tuple[_App, render.RenderRequest, render.RenderRequest]] = []  # app, to render, as written
             kjobs: list[tuple[_App, kustomize.KustomizeRequest]] = []
             for a in pending:
                 key = (a.cluster, a.manifest.namespace, a.manifest.name)
@@ -302,12 +302,14 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 for req in prep.requests:
                     vf, ok = schema.check_values(repo, req) if in_scope else ([], True)
                     a.findings += vf
-                    if ok:
-                        jobs.append((a, req))
+                    # after a values error, the valid part of the values still renders (partialrender.py)
+                    part = req if ok else partialrender.valid_part(repo, req)
+                    if part is not None:
+                        jobs.append((a, part, req))
                     else:
-                        unrendered.setdefault(a.cluster, set()).add(req.app)
+                        unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
             do_render = partial(determinism.render_checked, repo, helm=tool("helm") if jobs else "", cache=cache, timeout=config.limits.render_timeout)
-            results = list(pool.map(do_render, [req for _, req in jobs]))
+            results = list(pool.map(do_render, [req for _, req, _ in jobs]))
             do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize") if kjobs else "",
                                    cache_dir=cache.directory if cache else None)
             kresults = list(pool.map(do_kustomize, [req for _, req in kjobs]))
@@ -319,10 +321,12 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 cache_hits += kr.cached
                 pending += [_App(c, a.cluster) for c in kr.manifests
                             if c.kind == "Application" and c.api_version.startswith("argoproj.io/")]
-            for (a, req), r in zip(jobs, results, strict=True):
+            for (a, part, req), r in zip(jobs, results, strict=True):
                 a.value_files += [posixpath.join(req.chart, "values.yaml"), *req.value_files]
                 if any(f.rule == "values/render-failed" for f in r.findings):
-                    unrendered.setdefault(a.cluster, set()).add(req.app)
+                    unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
+                    if part is not req:
+                        continue  # the values error says what to fix first
                 index = provenance.ValueIndex.of(repo, req.chart, req.value_files)
                 for m in r.manifests:
                     m.values = index

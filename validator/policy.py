@@ -20,7 +20,7 @@ from . import provenance
 from .findings import Finding, Location, Problem, Severity
 from .model import Manifest
 from .provenance import template_line  # noqa: F401  (determinism.py reads it from here)
-from .rules import CLUSTER_RULES, POLICY_RULES, Context, Rule
+from .rules import CLUSTER_RULES, POLICY_RULES, REGISTRY, Context, Rule
 
 SKIP_ANNOTATION = "gitops-validate/skip"
 
@@ -89,14 +89,20 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 out.append(unreadable(m, rule.id, e))
                 continue
             for problem in problems:
+                rule_id, sev = rule.id, severity
+                if problem.rule is not None:  # a sibling rule (refs/not-checked): its own severity and config
+                    rule_id = problem.rule
+                    sev = severities.get(rule_id, REGISTRY[rule_id].severity)
+                    if sev is None or rule_id in skips:
+                        continue
                 at = problem.at or m  # another object's file (the AppProject that refuses an app)
                 place = point(at, problem, repo)  # type: ignore[arg-type]
                 msg = problem.message
-                if rule.id in unreasoned:
+                if rule_id in unreasoned:
                     msg += f" (the {SKIP_ANNOTATION} annotation names this rule but gives no reason, so it is not skipped)"
                 # an Application read from a file is its own app (path-scoped runs keep its findings)
                 app = m.app if m.app is not None or m.kind != "Application" else m.name
-                out.append(Finding(rule.id, severity, msg, place.file, place.line, m.ref, app, place.related))
+                out.append(Finding(rule_id, sev, msg, place.file, place.line, m.ref, app, place.related))
     return out
 
 

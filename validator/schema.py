@@ -287,10 +287,10 @@ def _schema_child(schema: Any, key: str, root: dict) -> tuple[bool, Any]:
     return False, None
 
 
-def _unknown_keys(override: Any, chart: Any, rel: str, doc: Document, app: str,
-                  schema: dict | None = None) -> list[Finding]:
-    """Override keys the chart knows neither from its values.yaml nor from its values.schema.json."""
-    found: list[Finding] = []
+def unknown_paths(override: Any, chart: Any, schema: dict | None = None) -> list[tuple[tuple, list[str]]]:
+    """(path, the chart's keys beside it) of every override key the chart knows neither from its
+    values.yaml nor from its values.schema.json."""
+    found: list[tuple[tuple, list[str]]] = []
     root = schema if isinstance(schema, dict) else {}
 
     def walk(o: Any, c: Any, s: Any, path: tuple) -> None:
@@ -301,14 +301,23 @@ def _unknown_keys(override: Any, chart: Any, rel: str, doc: Document, app: str,
                 continue
             declared, sub = _schema_child(s, str(k), root)
             if k not in c and not declared:
-                hint = _typo_of(str(k), [str(x) for x in c])
-                dotted = ".".join(map(str, path + (k,)))
-                found.append(Finding("values/unknown-key", Severity.ERROR,
-                                     f"{dotted!r} is not a value of the chart" + (f" (did you mean {hint!r}?)" if hint else ""),
-                                     rel, doc.line_of(path + (k,)), None, app))
+                found.append((path + (k,), [str(x) for x in c]))
             elif k in c:
                 walk(v, c[k], sub, path + (k,))
     walk(override, chart, root, ())
+    return found
+
+
+def _unknown_keys(override: Any, chart: Any, rel: str, doc: Document, app: str,
+                  schema: dict | None = None) -> list[Finding]:
+    """Override keys the chart knows neither from its values.yaml nor from its values.schema.json."""
+    found: list[Finding] = []
+    for path, siblings in unknown_paths(override, chart, schema):
+        hint = _typo_of(str(path[-1]), siblings)
+        dotted = ".".join(map(str, path))
+        found.append(Finding("values/unknown-key", Severity.ERROR,
+                             f"{dotted!r} is not a value of the chart" + (f" (did you mean {hint!r}?)" if hint else ""),
+                             rel, doc.line_of(path), None, app))
     return found
 
 

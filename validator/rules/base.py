@@ -51,9 +51,9 @@ class Context:
     #: app -> (file, document) of the values it was rendered with, chart defaults first, so a
     #: finding about a rendered value can point at the line that set it
     values: Mapping[str, tuple[tuple[str, Document], ...]] = field(default_factory=dict)
-    #: apps of the cluster that did not render (a values error, a helm failure): what they would
-    #: have rendered is unknown, so references into them are not checked
-    unrendered: frozenset[str] = field(default_factory=frozenset)
+    #: (app, namespace) of the apps of the cluster that did not render (a values error, a helm
+    #: failure): what they would have rendered is unknown, so references into them are not checked
+    unrendered: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     # --- look-ups --------------------------------------------------------------------------------
 

@@ -173,7 +173,7 @@ def near_miss(ctx: Context, policies: list[Manifest], direction: str, other: Pod
                 continue
             peers = _list(rule.get(peers_key))
             port_ok = _port_matches(rule.get("ports"), number, name, "TCP")
-            peer_ok = not rule.get(peers_key) or any(_peer_matches(q, p.namespace, other, ctx) for q in peers)
+            peer_ok = any(_peer_matches(q, p.namespace, other, ctx) for q in peers)  # named, not "any peer"
             if peer_ok and not port_ok:
                 j = next((j for j, q in enumerate(_list(rule.get("ports"))) if isinstance(q, dict) and "port" in q), 0)
                 return p, ("spec", rules_key, i, "ports", j, "port")

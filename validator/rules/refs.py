@@ -195,7 +195,13 @@ def _check_urls(text: str, where: str, m: Manifest, ctx: Context, path: tuple) -
         ns, name = target
         service = ctx.find("Service", ns, name)
         if service is None:
-            if not ctx.unrendered:  # else not checked: the Service may be in an app that did not render
+            # an app that did not render may hold the Service: say it was not checked, never guess
+            missing = sorted(app for app, where_ns in ctx.unrendered if where_ns == ns)
+            if missing:
+                yield Problem(f"{where} points at {url}: not checked, {', '.join(missing)} did not render "
+                              f"(namespace {ns}); fix the findings of {'that app' if len(missing) == 1 else 'those apps'} "
+                              "first", path, rule=NOT_CHECKED)
+            else:
                 yield Problem(f"{where} points at {url}, but there is no Service {qualified(ns, name)}; "
                               "fix the host or render the Service", path)
             continue
@@ -246,9 +252,21 @@ def selected(service: Manifest, ctx: Context) -> list[Manifest] | None:
     return _selected(service, ctx)
 
 
+#: Reported by check_in_cluster_url for a URL into an app that did not render, once per object.
+NOT_CHECKED = "refs/not-checked"
+
+
 def check_in_cluster_url(m: Manifest, ctx: Context) -> Iterable[Problem]:
+    skipped: list[Problem] = []
     for text, where, path in _url_texts(m):
-        yield from _check_urls(text, where, m, ctx, path)
+        for problem in _check_urls(text, where, m, ctx, path):
+            if problem.rule == NOT_CHECKED:
+                skipped.append(problem)
+            else:
+                yield problem
+    if skipped:
+        more = f" ({len(skipped) - 1} more URL(s) of this object not checked either)" if len(skipped) > 1 else ""
+        yield Problem(skipped[0].message + more, skipped[0].path, rule=NOT_CHECKED)
 
 
 # --- Ingress, HPA, PodDisruptionBudget, workload selectors ---------------------------------------
@@ -460,6 +478,18 @@ RULES = [
          _with(_CONFIG % "API_URL: 'http://web:8080/api'", _service(), example_deployment()),
          _with(_CONFIG % "API_URL: 'http://web:80/api'", _service(), example_deployment()),
          check_in_cluster_url),
+    Rule(NOT_CHECKED, Severity.WARNING,
+         "an in-cluster URL that was not checked because the app that would render its Service did not "
+         "render (a values error, a helm failure)",
+         "When one app cannot render, what it would have rendered is unknown: reporting the other apps' "
+         "URLs into it as errors would bury the one finding that matters under a cascade. Those URLs are "
+         "skipped and listed once per referring object, as a warning, so nobody reads the run as a full "
+         "pass. A URL into a namespace where every app rendered is checked as usual. Reported by the "
+         "check of refs/in-cluster-url, when the pipeline could not render an app.",
+         "# clusters/minikube/values/todo-backend.yaml does not parse, so todo-backend did not render:\n"
+         + _CONFIG % "API_URL: 'http://todo-backend:8001/api'",
+         "# todo-backend rendered (its Service exposes 8001):\n"
+         + _with(_CONFIG % "API_URL: 'http://web:80/api'", _service(), example_deployment())),
     Rule("refs/ingress-backend", Severity.ERROR,
          "an Ingress backend naming a Service that is not rendered in its namespace, or a port (name or "
          "number) that Service does not expose",
