@@ -316,3 +316,15 @@ def test_valid_part_drops_unknown_keys_and_keeps_the_rest(tmp_path):
                                                 "probe": None}
     write(tmp_path, "v.yaml", "replicaCount: [3\n")  # does not parse: nothing to salvage
     assert valid_part(tmp_path, req) is None
+
+
+def test_rules_md_carries_the_accuracy_figures():
+    """Issue 12's acceptance: the pointing figure with its edit list, and every disagreement with
+    the peers' corpora, are in docs/rules.md (embedded from docs/accuracy.md by `make docs`)."""
+    from gitops_validate import docs
+    page = docs.render()
+    accuracy = page[page.index("\n## Accuracy\n"):]
+    assert "findings (" in accuracy and "point at the edited file and line" in accuracy
+    assert "| Secret key renamed in the chart |" in accuracy          # a miss stays listed
+    assert "Overall recall on shared checks" in accuracy and "Disagreements" in accuracy
+    assert (docs.DOC.read_text() == page), "docs/rules.md is stale: run `make docs`"

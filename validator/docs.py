@@ -84,7 +84,8 @@ def render() -> str:
 def accuracy() -> list[str]:
     """docs/accuracy.md as a section of this page: its title becomes "## Accuracy", every other
     heading one level down (a rule's section stays the only kind of level-2 heading)."""
-    out, fenced = ["## Accuracy", "", f"<!-- From docs/{ACCURACY.name}: edit that file, then `make docs`. -->"], False
+    out, fenced = ["## Accuracy", "", f"This section is [{ACCURACY.name}]({ACCURACY.name}), embedded by `make docs`: "
+                   "edit that file, then regenerate this page."], False
     for line in ACCURACY.read_text(encoding="utf-8").splitlines()[1:]:
         fenced ^= line.lstrip().startswith("```")
         out.append("#" + line if line.startswith("#") and not fenced else line)
