@@ -100,13 +100,9 @@ class Context:
             return [w for w in self.workloads_in(namespace) if _matches(_labels_or_none(w), selector)]
         if not selector:
             return [w for w in self.workloads_in(namespace) if _labels_or_none(w) is not None]
-        found: set[int] | None = None
-        for k, v in selector.items():
-            ids = self._workloads_by_label.get((namespace, k, str(v)), set())
-            found = ids if found is None else found & ids
-            if not found:
-                return []
-        return [w for w in self._workloads_by_namespace.get(namespace, ()) if id(w) in found]
+        # the workloads carrying the rarest pair, in their order; then the whole selector on those
+        fewest = min((self._workloads_by_label.get((namespace, k, str(v)), ()) for k, v in selector.items()), key=len)
+        return [w for w in fewest if _matches(_labels_or_none(w), selector)]
 
     def workloads_selected(self, namespace: str | None, selector: dict) -> list[Manifest]:
         """The workloads (not hooks) in ``namespace`` whose pod template labels the LabelSelector
@@ -223,13 +219,13 @@ class Context:
         return out
 
     @cached_property
-    def _workloads_by_label(self) -> dict[tuple, set[int]]:
-        """(namespace, label key, str(label value)) -> ids of the workloads carrying that label."""
-        out: dict[tuple, set[int]] = {}
+    def _workloads_by_label(self) -> dict[tuple, list[Manifest]]:
+        """(namespace, label key, str(label value)) -> the workloads carrying that label, in order."""
+        out: dict[tuple, list[Manifest]] = {}
         for ns, workloads in self._workloads_by_namespace.items():
             for w in workloads:
                 for k, v in (_labels_or_none(w) or {}).items():
-                    out.setdefault((ns, k, str(v)), set()).add(id(w))
+                    out.setdefault((ns, k, str(v)), []).append(w)
         return out
 
     @cached_property
