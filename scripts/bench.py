@@ -19,14 +19,20 @@ rusage: the maximum resident set of the process and the children it waited for) 
 exponent between sizes (log t2/t1 / log n2/n1; 1.0 is linear). `--baseline REV` adds our warm and
 manifests runs of an older commit, run from `git archive`, for a before/after in the same rounds.
 
-Then it rewrites the table in docs/performance.md (unless --no-write). `--quick` is the smoke test
-of `make test`: N=2, one round, no checkov or kube-score.
+It prints the issue's target ratios per row (ours on manifests / kubeconform alone, checkov / ours,
+kube-score / ours, cold / floor). `--objects` (default 2000,20000) then times each stage of a
+`--manifests` run (reading YAML, schema, policy, and the whole run) on `tests/synth.py`'s manifest
+streams of that many objects, in fresh processes, interleaved, and gives each stage's growth exponent.
+
+Then it rewrites the tables in docs/performance.md (unless --no-write). `--quick` is the smoke test
+of `make test`: N=2, one round, no checkov or kube-score, 100 and 200 objects.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import platform
@@ -289,6 +295,94 @@ def table(results: dict, columns: list[tuple[str, str]], objects: dict) -> str:
     return "\n".join(lines)
 
 
+#: The issue's targets, as (title, numerator, denominator, target).
+RATIOS = [("ours on manifests / kubeconform alone", "manifests", "kubeconform", "≤ 2"),
+          ("checkov / ours on manifests", "checkov", "manifests", "≥ 10"),
+          ("kube-score / ours on manifests", "kube_score", "manifests", "> 1"),
+          ("cold / floor", "cold", "floor", "≤ 1.2")]
+
+
+def ratio_table(results: dict, objects: dict, baseline: str | None) -> str:
+    """The target ratios per row, from the medians of the same rounds."""
+    ratios = RATIOS + ([(f"ours on manifests @{baseline} / now", "manifests_before", "manifests", "(speed-up)")]
+                       if baseline else [])
+    head = ["N apps × clusters", "objects"] + [f"{title} (target {target})" for title, _, _, target in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (apps, clusters), row in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = [f"{apps} × {clusters}", str(objects[(apps, clusters)])]
+        for _, a, b, _ in ratios:
+            if row.get(a) and row.get(b):
+                cells.append(f"{statistics.median(t for t, _ in row[a]) / statistics.median(t for t, _ in row[b]):.2f}")
+            else:
+                cells.append("–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- stages on generated objects (--objects) -------------------------------------------------------
+
+STAGE_SCRIPT = """
+import gc, json, sys, time
+from pathlib import Path
+from gitops_validate import pipeline, policy, schema
+from gitops_validate.model import Manifest
+from gitops_validate.rules import Context
+from gitops_validate.yamlio import decode, load_all, many_documents, split_stream
+path, schemas, version = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+out = {}
+t = time.perf_counter()
+with many_documents():
+    text = decode(Path(path).read_bytes())
+    objs = [Manifest(d.data, path, d.line, yaml=d) for c in split_stream(text)
+            for d in load_all(c.text, first_line=c.first_line) if isinstance(d.data, dict)]
+out["parse"] = time.perf_counter() - t
+t = time.perf_counter()
+schema.check_objects(objs, pipeline.find_tool("kubeconform"), schemas, version)
+out["schema"] = time.perf_counter() - t
+t = time.perf_counter()
+policy.evaluate(objs, Context(tuple(objs), None, ("docker.io/library/",)))
+out["policy"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+STAGES = [("parse", "reading YAML (line numbers kept)"), ("schema", "schema (kubeconform + API limits)"),
+          ("policy", "policy (every rule)"), ("run", "whole `--manifests` run")]
+
+
+def objects_growth(sizes: list[int], rounds: int, work: Path) -> str:
+    """Each stage's median seconds on synth.manifest_stream of about ``sizes`` objects, and its growth
+    exponent from the smallest to the largest; every size in a fresh process, interleaved."""
+    files = {}
+    for n in sizes:
+        stream = synth.manifest_stream(max(1, round(n / 5.3)))   # about 5.3 objects per unit
+        files[n] = work / f"objects-{n}.yaml"
+        files[n].write_text(stream)
+    counts = {n: sum(1 for line in files[n].read_text().splitlines() if line.startswith("kind: ")) for n in sizes}
+    version = VERSIONS["KUBERNETES_VERSION"].lstrip("v")
+    times: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    for r in range(rounds):
+        for n in sizes:
+            p = subprocess.run([sys.executable, "-c", STAGE_SCRIPT, str(files[n]), str(TOOLS / "schemas"), version],
+                               env=tool_env(ROOT), capture_output=True, text=True, cwd=work)
+            if p.returncode != 0:
+                raise Failed(f"stage timer on {counts[n]} objects exited {p.returncode}: {p.stderr[-1500:]}")
+            for k, v in json.loads(p.stdout.splitlines()[-1]).items():
+                times[n].setdefault(k, []).append(v)
+            run, _ = measure([sys.executable, "-c", "import sys; from gitops_validate.cli import main; "
+                              "sys.exit(main(sys.argv[1:]))", "--format", "json", "--manifests", str(files[n])],
+                             work, tool_env(ROOT), ok=(0, 1))
+            times[n].setdefault("run", []).append(run)
+            print(f"bench: round {r + 1} {counts[n]} objects: " + ", ".join(
+                f"{k} {v[-1]:.2f} s" for k, v in times[n].items()), file=sys.stderr, flush=True)
+    head = ["stage"] + [f"{counts[n]} objects" for n in sizes] + [f"growth exponent {counts[sizes[0]]} → {counts[sizes[-1]]}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, title in STAGES:
+        med = [statistics.median(times[n][key]) for n in sizes]
+        lines.append("| " + " | ".join([title] + [f"{t:.2f} s" for t in med] + [
+            f"{math.log(med[-1] / med[0]) / math.log(counts[sizes[-1]] / counts[sizes[0]]):.2f}"
+            if len(sizes) > 1 and med[0] > 0 else "–"]) + " |")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     cpu = "?"
     try:
@@ -311,11 +405,14 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="smoke test: N=2, one round, no checkov or kube-score")
     p.add_argument("--no-write", action="store_true", help="print the table, do not rewrite docs/performance.md")
     p.add_argument("--no-external", action="store_true", help="skip checkov and kube-score")
+    p.add_argument("--objects", default="2000,20000", help="object counts for the stage growth table "
+                                                           "(comma-separated; empty: skip it)")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     cluster_counts = [int(c) for c in args.clusters.split(",")]
     if args.quick:
-        sizes, cluster_counts, args.rounds, args.no_external = [2], [1], 1, True
+        sizes, cluster_counts, args.rounds, args.no_external, args.objects = [2], [1], 1, True, "100,200"
+    object_sizes = [int(n) for n in args.objects.split(",") if n.strip()]
     for tool in ("helm", "kubeconform"):
         if not (TOOLS / "bin" / tool).is_file():
             print(f"bench: {TOOLS / 'bin' / tool} is missing: run `make setup`", file=sys.stderr)
@@ -357,8 +454,13 @@ def main() -> int:
                           f"{row[key][-1][1] / 1024:.0f} MB",
                           file=sys.stderr, flush=True)
         start = startup(max(5, args.rounds * 5))
+        growth = objects_growth(object_sizes, args.rounds, work) if object_sizes else ""
 
-    text = table(results, columns, objects)
+    text = table(results, columns, objects) + "\n\nThe issue's target ratios (medians of the same rounds):\n\n" + \
+        ratio_table(results, objects, args.baseline)
+    if growth:
+        text += ("\n\nEach stage of `--manifests` on `tests/synth.py`'s generated objects (Deployments, Services, "
+                 "ConfigMaps, Secrets, ... with planted defects; fresh processes, interleaved, medians):\n\n" + growth)
     tools = (f"helm {VERSIONS['HELM_VERSION']}, kubeconform {VERSIONS['KUBECONFORM_VERSION']}"
              + ("" if args.no_external else
                 f", checkov {VERSIONS['CHECKOV_VERSION']}, kube-score {VERSIONS['KUBE_SCORE_VERSION']}"))

@@ -131,6 +131,44 @@ def manifest_stream(units: int) -> str:
     return "---\n".join(d for i in range(units) for d in _unit(i, units, nns))
 
 
+def network_stream(units: int) -> str:
+    """NetworkPolicies for ``manifest_stream(units)``: a default deny in every namespace and one
+    policy per unit, with the network rules' defects planted: a policy that selects nothing, callers
+    without DNS egress, NodePorts without outside ingress, peers in another namespace; and one
+    matchExpressions-only policy."""
+    nns = max(1, units // 10)
+    docs = [f"""apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: default-deny, namespace: ns{n}}}
+spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress]}}
+""" for n in range(nns)]
+    for i in range(units):
+        app = f"gone{i}" if i % 6 == 3 else f"app{i}"
+        dns = "" if i % 7 == 1 else "\n    - ports: [{port: 53, protocol: UDP}]"
+        outside = "\n    - from: [{ipBlock: {cidr: 0.0.0.0/0}}]" if i % 8 == 0 else ""
+        docs.append(f"""apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: app{i}, namespace: ns{i % nns}}}
+spec:
+  podSelector: {{matchLabels: {{tier: web, app: {app}}}}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    - from: [{{podSelector: {{matchLabels: {{tier: web}}}}}}]
+      ports: [{{port: http}}]{outside}
+  egress:
+    - to: [{{podSelector: {{matchLabels: {{tier: web}}}}}}]
+      ports: [{{port: 8080}}]{dns}
+""")
+    docs.append("""apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: by-expression, namespace: ns0}
+spec:
+  podSelector: {matchExpressions: [{key: app, operator: In, values: [app0, nothing]}]}
+  ingress: [{}]
+""")
+    return "---\n".join(docs)
+
+
 def cluster_facts(units: int, name: str = "synthetic") -> str:
     """A cluster.yaml declaring the external Secrets that ``manifest_stream(units)`` reads."""
     nns = max(1, units // 10)

@@ -27,7 +27,7 @@ from conftest import ROOT, run_cli, tool_env
 from gitops_validate import policy
 from gitops_validate.model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels
 from gitops_validate.rules import Context
-from gitops_validate.rules.base import node_ports
+from gitops_validate.rules.base import _pair_in, _selects_all, node_ports
 from gitops_validate.yamlio import load_all, split_stream
 
 #: The last commit whose policy rules scanned ctx.objects (before the indexes).
@@ -80,6 +80,16 @@ class ScanContext(Context):
         return [(s.namespace or "", s.name, i) for s in self.objects if s.kind == "Service"
                 for i, n in node_ports(s) if n == port]
 
+    def selector_candidates(self, kind, namespace, labels):
+        return [m for m in self.objects if m.kind == kind and m.namespace == namespace and not _selects_all(m, kind)]
+
+    def selecting_every_pod(self, kind, namespace):
+        return [m for m in self.objects if m.kind == kind and m.namespace == namespace and _selects_all(m, kind)]
+
+    def workloads_labelled(self, namespace, pairs, hooks=False):
+        return [w for w in self.objects if w.kind in WORKLOAD_KINDS and w.namespace == namespace
+                and (hooks or not w.is_hook()) and all(_pair_in(pod_labels(w), k, v) for k, v in pairs.items())]
+
     @cached_property
     def namespaces(self):
         # the old scan crashed on a list namespace (unhashable); no host name can equal one anyway
@@ -123,13 +133,17 @@ def _findings(ctx_class: type[Context], objs: list[Manifest], cf: ClusterFacts) 
 
 
 def test_indexed_lookups_give_the_findings_of_linear_scans():
-    objs = load(synth.manifest_stream(120) + "---\n" + ODD)
+    objs = load(synth.manifest_stream(120) + "---\n" + synth.network_stream(120) + "---\n" + ODD)
     indexed, scanned = _findings(Context, objs, facts(120)), _findings(ScanContext, objs, facts(120))
     assert indexed == scanned
     rules = {f[0] for f in indexed}
     # the planted defects reach every rule that looks at other objects
     assert {"refs/service-selector", "refs/target-port", "refs/missing-configmap", "refs/missing-serviceaccount",
-            "refs/nodeport", "refs/in-cluster-url", "secrets/missing-secret", "secrets/missing-key"} <= rules
+            "refs/nodeport", "refs/in-cluster-url", "secrets/missing-secret", "secrets/missing-key",
+            "refs/networkpolicy-selects-nothing", "refs/traffic-blocked"} <= rules
+    blocked = " ".join(f[2] for f in indexed if f[0] == "refs/traffic-blocked")
+    for path in ("cannot look up", "at the caller's egress", "at the callee's ingress", "clients outside the cluster"):
+        assert path in blocked     # every kind of blocked path
 
 
 def test_a_service_selecting_only_a_hook_selects_nothing():
@@ -142,12 +156,12 @@ def test_a_service_selecting_only_a_hook_selects_nothing():
 
 # --- the same JSON as the code before the indexes ------------------------------------------------
 
-def _baseline_code(dest: Path) -> Path:
-    """The validator package of BASELINE, extracted from git (a full clone has it)."""
-    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BASELINE, "validator"],
+def _baseline_code(dest: Path, rev: str = BASELINE) -> Path:
+    """The validator package of ``rev``, extracted from git (a full clone has it)."""
+    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "validator"],
                          capture_output=True, timeout=60)
     if out.returncode != 0:
-        pytest.fail(f"cannot read commit {BASELINE} (a shallow clone?): {out.stderr.decode()[-300:]}")
+        pytest.fail(f"cannot read commit {rev} (a shallow clone?): {out.stderr.decode()[-300:]}")
     with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
         tar.extractall(dest, filter="data")
     return dest
@@ -194,6 +208,46 @@ def test_findings_identical_to_the_code_before_the_indexes(tmp_path: Path):
     repo = synth.make_repo(tmp_path / "repo", 8, clusters=2)
     new = run_cli("--no-cache", "--format", "json", cwd=repo)
     _compare(_run_baseline(code, repo, "--no-cache", "--format", "json"), new.code, new.json)
+
+
+# --- the same JSON as the code before the network indexes and kubeconform's batches ----------
+
+#: The last commit before them (the network rules scanned a namespace per pod; kubeconform got one
+#: file per object).
+BEFORE_BATCHES = "27ed863"
+
+
+def every_family_stream() -> str:
+    """Generated objects with every cross-object defect (network ones included), the odd namespaces,
+    and every rule's own failing example: a defect of every rule family, many objects that share a
+    kind and name (kubeconform's batches must tell them apart) and some that are not objects."""
+    from gitops_validate.rules import REGISTRY
+    examples = [r.bad for _, r in sorted(REGISTRY.items())]
+    return "---\n".join([synth.manifest_stream(150), synth.network_stream(150), ODD, *examples])
+
+
+def test_findings_identical_to_the_code_before_the_batches(tmp_path: Path):
+    code = _baseline_code(tmp_path / "baseline", BEFORE_BATCHES)
+    mdir = tmp_path / "manifests"
+    (mdir / "clusters/synthetic").mkdir(parents=True)
+    (mdir / "clusters/synthetic/cluster.yaml").write_text(synth.cluster_facts(150))
+    (mdir / "objs.yaml").write_text(every_family_stream())
+    subprocess.run(["git", "init", "-q"], cwd=mdir, check=True)
+    args = ("--manifests", "objs.yaml", "--format", "json")
+    new = run_cli(*args, cwd=mdir)
+    code_before, before, _ = _run_baseline(code, mdir, *args)
+    assert new.code == code_before
+    assert new.json["findings"] == before["findings"]      # every field, in order
+    families = {f["rule"].split("/")[0] for f in new.json["findings"]}
+    assert {"argocd", "images", "probes", "refs", "resources", "schema", "secrets", "security", "yaml"} <= families
+    assert {"refs/traffic-blocked", "refs/networkpolicy-selects-nothing", "schema/invalid",
+            "schema/unknown-kind"} <= {f["rule"] for f in new.json["findings"]}
+    # a repo made of this repo's charts: every app ships NetworkPolicies; 2 clusters, planted defects
+    repo = synth.make_repo(tmp_path / "repo", 8, clusters=2)
+    new = run_cli("--no-cache", "--format", "json", cwd=repo)
+    code_before, before, _ = _run_baseline(code, repo, "--no-cache", "--format", "json")
+    assert (new.code, new.json["findings"]) == (code_before, before["findings"])
+    assert before["findings"]
 
 
 # --- linear growth -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from .rules import POLICY_RULES, Context, refs
 from .rules.capacity import Budget, budget
 from .rules.secrets import secret_keys
 from .tools import CannotRun
-from .yamlio import YamlProblem, decode, load_all, split_stream
+from .yamlio import YamlProblem, decode, load_all, many_documents, split_stream
 
 #: Changing one of these can change every result.
 GLOBAL_FILES = (".gitops-validator.yaml",)
@@ -150,23 +150,28 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: fl
         except YamlProblem as e:
             findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
             continue
-        for chunk in split_stream(text):
-            try:
-                for d in load_all(chunk.text, first_line=chunk.first_line):
-                    if d.data is None:
-                        continue
-                    if not isinstance(d.data, dict):
-                        findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
-                                                "not a Kubernetes object: the document is not a mapping", name, d.line))
-                        continue
-                    manifests.append(Manifest(d.data, name, d.line, yaml=d))
-            except YamlProblem as e:
-                findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
+        with many_documents():
+            for chunk in split_stream(text):
+                try:
+                    for d in load_all(chunk.text, first_line=chunk.first_line):
+                        if d.data is None:
+                            continue
+                        if not isinstance(d.data, dict):
+                            findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
+                                                    "not a Kubernetes object: the document is not a mapping", name, d.line))
+                            continue
+                        manifests.append(Manifest(d.data, name, d.line, yaml=d))
+                except YamlProblem as e:
+                    findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
     clusters, _ = discover.load_clusters(opts.repo, opts.config)
     facts = next(iter(clusters.values())) if len(clusters) == 1 else None  # which one is ambiguous otherwise
-    findings += schema.check_objects(manifests, kubeconform, root, version)
-    ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
-    findings += policy.evaluate(manifests, ctx, opts.config.severities)
+    # kubeconform (a Go process, the other core) runs while this one evaluates the policy rules
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        schema_findings = pool.submit(schema.check_objects, manifests, kubeconform, root, version)
+        ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
+        policy_findings = policy.evaluate(manifests, ctx, opts.config.severities)
+        findings += schema_findings.result()
+    findings += policy_findings
     return _finish(findings, opts, 0, len(manifests), start)
 
 

@@ -107,16 +107,13 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
         tmpdir = Path(tmp)
         crds = [m.doc for m in checkable if m.kind == "CustomResourceDefinition"]
         crd_root = tmpdir / "crds" if crds and schemastore.write_crd_schemas(crds, tmpdir / "crds") else None
-        files = []
-        for i, m in enumerate(checkable):
-            f = tmpdir / f"{i}.json"
-            f.write_text(json.dumps(m.doc, default=str))
-            files.append(str(f))
+        keys = _write_batches(checkable, tmpdir)
+        files = sorted({k[0] for k in keys}, key=lambda f: int(Path(f).stem))
         # -verbose: a result for every object, valid ones too, so that each can be accounted for
         cmd = [kubeconform, "-strict", "-verbose", "-output", "json", "-kubernetes-version", kube_version.lstrip("v")]
         for loc in schemastore.schema_locations(schema_root, kube_version, crd_root):
             cmd += ["-schema-location", loc]
-        results = _kubeconform_results(tools.run("kubeconform", cmd + files, KUBECONFORM_TIMEOUT), files)
+        results = _kubeconform_results(tools.run("kubeconform", cmd + files, KUBECONFORM_TIMEOUT), keys)
     minor = schemastore.kubernetes_minor(kube_version)
     for i, r in enumerate(results):
         m = checkable[i]
@@ -147,31 +144,67 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
 _STATUSES = ("statusValid", "statusInvalid", "statusError")
 
 
-def _kubeconform_results(proc: tools.Completed, files: list[str]) -> list[dict]:
-    """kubeconform's result for each file, in order; ``ToolFailed`` unless every object sent got
-    exactly one result and the exit status agrees with them (0: all valid, 1: some not)."""
+def _write_batches(checkable: list[Manifest], tmpdir: Path) -> list[tuple]:
+    """Write the objects for kubeconform in as few files as can be told apart, and return each
+    object's key: kubeconform reports a file's objects in any order, naming each by file, kind,
+    apiVersion and name, so a file holds at most one object of each (file, kind, apiVersion, name).
+    An object kubeconform might name otherwise (a name that is not text, a List, which it expands)
+    gets a file of its own, and the key (file,). One file per object cost a millisecond an object."""
+    keys: list[tuple] = []
+    batches: list[list[str]] = []
+    seen: dict[tuple, int] = {}   # (kind, apiVersion, name) -> objects of it so far: the next free batch
+    singles: list[tuple[int, str]] = []
+    for i, m in enumerate(checkable):
+        name, kind, version = m.metadata.get("name"), m.doc.get("kind"), m.doc.get("apiVersion")
+        text = json.dumps(m.doc, default=str)
+        if not all(isinstance(v, str) for v in (name, kind, version)) or kind.endswith("List"):
+            singles.append((i, text))
+            keys.append((i,))
+            continue
+        n = seen.get((kind, version, name), 0)
+        seen[(kind, version, name)] = n + 1
+        if n == len(batches):
+            batches.append([])
+        batches[n].append(text)
+        keys.append((n, kind, version, name))
+    # batch n is file n; the singles come after them
+    for n, docs in enumerate(batches):
+        (tmpdir / f"{n}.json").write_text("\n---\n".join(docs))
+    names = {i: str(tmpdir / f"{len(batches) + j}.json") for j, (i, _) in enumerate(singles)}
+    for j, (i, text) in enumerate(singles):
+        Path(names[i]).write_text(text)
+    return [(names[k[0]],) if len(k) == 1 else (str(tmpdir / f"{k[0]}.json"),) + k[1:] for k in keys]
+
+
+def _kubeconform_results(proc: tools.Completed, keys: list[tuple]) -> list[dict]:
+    """kubeconform's result for each object, in order (``keys`` from ``_write_batches``);
+    ``ToolFailed`` unless every object sent got exactly one result and the exit status agrees
+    with them (0: all valid, 1: some not)."""
     if proc.returncode not in (0, 1):
         raise tools.ToolFailed("kubeconform", tools.describe_exit(proc.returncode), proc.stderr)
+    expected = set(keys)
+    singles = {k[0] for k in keys if len(k) == 1}
     try:
         resources = json.loads(proc.stdout.decode("utf-8"))["resources"]
-        by_file: dict[str, dict] = {}
+        found: dict[tuple, dict] = {}
         for r in resources:
             name, status = r["filename"], r["status"]
-            if name not in files or name in by_file or status not in _STATUSES:
+            key = (name,) if name in singles else (name, r["kind"], r["version"], r["name"])
+            if key not in expected or key in found or status not in _STATUSES:
                 raise ValueError(f"unexpected result {json.dumps(r)[:200]}")
-            by_file[name] = r
+            found[key] = r
     except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)} with output that is not "
                                f"its JSON report ({str(e)[:200]})", proc.stderr) from None
-    missing = [f for f in files if f not in by_file]
+    missing = [k for k in keys if k not in found]
     if missing:
         raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)} without a result for "
-                               f"{len(missing)} of the {len(files)} objects sent to it", proc.stderr)
-    all_valid = all(r["status"] == "statusValid" for r in by_file.values())
+                               f"{len(missing)} of the {len(keys)} objects sent to it", proc.stderr)
+    all_valid = all(r["status"] == "statusValid" for r in found.values())
     if all_valid != (proc.returncode == 0):
         raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)}, which contradicts its "
                                "results", proc.stderr)
-    return [by_file[f] for f in files]
+    return [found[k] for k in keys]
 
 
 # --- values ---------------------------------------------------------------------------------

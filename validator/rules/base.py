@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Callable, Iterable, Mapping
 
 from ..findings import Problem, Severity
-from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, pod_labels, port_number, selector_matches
+from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, dig, pod_labels, port_number, selector_matches
 from ..yamlio import Document
 
 
@@ -100,13 +100,9 @@ class Context:
             return [w for w in self.workloads_in(namespace) if _matches(_labels_or_none(w), selector)]
         if not selector:
             return [w for w in self.workloads_in(namespace) if _labels_or_none(w) is not None]
-        found: set[int] | None = None
-        for k, v in selector.items():
-            ids = self._workloads_by_label.get((namespace, k, str(v)), set())
-            found = ids if found is None else found & ids
-            if not found:
-                return []
-        return [w for w in self._workloads_by_namespace.get(namespace, ()) if id(w) in found]
+        # the workloads carrying the rarest pair, in their order; then the whole selector on those
+        fewest = min((self._workloads_by_label.get((namespace, k, str(v)), ()) for k, v in selector.items()), key=len)
+        return [w for w in fewest if _matches(_labels_or_none(w), selector)]
 
     def workloads_selected(self, namespace: str | None, selector: dict) -> list[Manifest]:
         """The workloads (not hooks) in ``namespace`` whose pod template labels the LabelSelector
@@ -119,12 +115,55 @@ class Context:
     def services_selecting(self, namespace: str | None, labels: dict) -> list[Manifest]:
         """The Services in ``namespace`` whose (map) selector selects pods with ``labels``."""
         out = []
-        for s in self.in_namespace("Service", namespace):
+        for s in self.selector_candidates("Service", namespace, labels):
             spec = s.doc.get("spec")
             sel = spec.get("selector") if isinstance(spec, dict) else None
             if isinstance(sel, dict) and sel and selector_matches({"matchLabels": sel}, labels):
                 out.append(s)
         return out
+
+    def selector_candidates(self, kind: str, namespace: str | None, labels: dict) -> list[Manifest]:
+        """The objects of ``kind`` (a key of ``SELECTORS``) in ``namespace`` whose selector may select
+        pods with ``labels``: those whose rarest matchLabels pair (the one fewest workloads carry) is
+        among ``labels`` (compared as strings), plus those without such a pair (matchExpressions only, malformed), but not those
+        that select every pod (``selecting_every_pod``). A superset, in the order of ``objects``: the
+        caller applies its own exact match."""
+        if not _hashable(namespace):
+            return [m for m in self.in_namespace(kind, namespace) if not _selects_all(m, kind)]
+        anchored, rest, _ = self._selector_index(kind)
+        found = [m for k, v in labels.items() for m in anchored.get((namespace, str(k), str(v)), ())]
+        found += rest.get(namespace, ())
+        if len(found) > 1:
+            order = self._position
+            found.sort(key=lambda m: order[id(m)])
+        return found
+
+    def selecting_every_pod(self, kind: str, namespace: str | None) -> list[Manifest]:
+        """The objects of ``kind`` in ``namespace`` whose LabelSelector is empty (``{}``: every pod)."""
+        if not _hashable(namespace):
+            return [m for m in self.in_namespace(kind, namespace) if _selects_all(m, kind)]
+        return list(self._selector_index(kind)[2].get(namespace, ()))
+
+    def workloads_labelled(self, namespace: str | None, pairs: dict, hooks: bool = False) -> list[Manifest]:
+        """The workloads of ``namespace`` (hooks too with ``hooks``) whose pod template labels hold
+        every ``key: value`` of ``pairs`` (compared as strings; ``{}``: all of them), in the order of
+        ``objects``. Narrowed by the rarest pair first."""
+        if not _hashable(namespace):
+            found: Iterable[Manifest] = [w for w in self._odd_namespace if w.kind in WORKLOAD_KINDS]
+        elif not pairs:
+            found = self._pods_by_label.get((namespace,), ())
+        else:
+            found = min((self._pods_by_label.get((namespace, str(k), str(v)), ()) for k, v in pairs.items()), key=len)
+        return [w for w in found if (hooks or not w.is_hook()) and all(
+            _pair_in(_labels_or_none(w), k, v) for k, v in pairs.items())]
+
+    def derived(self, key: Hashable, build: Callable[[], object]) -> object:
+        """A value a rule derives from the whole context (its own index), built once per run on first
+        use; ``key`` names it (start it with the rule's module name)."""
+        memo = self._derived
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]
 
     def services_with_node_port(self, port: int) -> list[tuple[str, str, int]]:
         """(namespace or "", name, index in spec.ports) of every Service port asking for ``port``."""
@@ -180,13 +219,13 @@ class Context:
         return out
 
     @cached_property
-    def _workloads_by_label(self) -> dict[tuple, set[int]]:
-        """(namespace, label key, str(label value)) -> ids of the workloads carrying that label."""
-        out: dict[tuple, set[int]] = {}
+    def _workloads_by_label(self) -> dict[tuple, list[Manifest]]:
+        """(namespace, label key, str(label value)) -> the workloads carrying that label, in order."""
+        out: dict[tuple, list[Manifest]] = {}
         for ns, workloads in self._workloads_by_namespace.items():
             for w in workloads:
                 for k, v in (_labels_or_none(w) or {}).items():
-                    out.setdefault((ns, k, str(v)), set()).add(id(w))
+                    out.setdefault((ns, k, str(v)), []).append(w)
         return out
 
     @cached_property
@@ -195,6 +234,48 @@ class Context:
         for s in self._by_kind.get("Service", ()):
             for i, n in node_ports(s):
                 out.setdefault(n, []).append((s.namespace or "", s.name, i))
+        return out
+
+    @cached_property
+    def _derived(self) -> dict:
+        return {}
+
+    @cached_property
+    def _position(self) -> dict[int, int]:
+        return {id(m): i for i, m in enumerate(self.objects)}
+
+    def _selector_index(self, kind: str) -> tuple[dict[tuple, list[Manifest]], dict, dict]:
+        """(namespace, a matchLabels key, its value as text) -> objects; namespace -> objects
+        without one; namespace -> objects selecting every pod."""
+        def build():
+            path, label_selector = SELECTORS[kind]
+            anchored: dict[tuple, list[Manifest]] = {}
+            rest: dict = {}
+            every: dict = {}
+            for m in self._by_kind.get(kind, ()):
+                if not _hashable(m.namespace):
+                    continue
+                sel = dig(m.doc, *path)
+                pairs = sel.get("matchLabels") if label_selector and isinstance(sel, dict) else sel
+                if isinstance(pairs, dict) and pairs:   # filed under its rarest pair: fewest candidates
+                    anchor = min(((m.namespace, str(k), str(v)) for k, v in pairs.items()),
+                                 key=lambda key: len(self._pods_by_label.get(key, ())))
+                    anchored.setdefault(anchor, []).append(m)
+                else:
+                    (every if _selects_all(m, kind) else rest).setdefault(m.namespace, []).append(m)
+            return anchored, rest, every
+        return self.derived(("base.selectors", kind), build)  # type: ignore[return-value]
+
+    @cached_property
+    def _pods_by_label(self) -> dict[tuple, list[Manifest]]:
+        """(namespace, label key, its value as text) -> workloads carrying it, hooks included;
+        (namespace,) -> all its workloads."""
+        out: dict[tuple, list[Manifest]] = {}
+        for w in self.objects:
+            if w.kind in WORKLOAD_KINDS and _hashable(w.namespace):
+                out.setdefault((w.namespace,), []).append(w)
+                for k, v in (_labels_or_none(w) or {}).items():
+                    out.setdefault((w.namespace, str(k), str(v)), []).append(w)
         return out
 
     def rendered_by(self, app: str, kind: str) -> list[Manifest]:
@@ -207,6 +288,27 @@ class Context:
         for m in self.objects:
             index.setdefault((m.app, m.kind), []).append(m)
         return index
+
+
+#: Where the kinds that select pods keep their selector, and whether it is a LabelSelector
+#: (matchLabels, matchExpressions) rather than a plain map (a Service's).
+SELECTORS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "Service": (("spec", "selector"), False),
+    "NetworkPolicy": (("spec", "podSelector"), True),
+}
+
+
+def _selects_all(m: Manifest, kind: str) -> bool:
+    """Whether the object's LabelSelector is empty: no matchLabels pair, no matchExpressions."""
+    path, label_selector = SELECTORS[kind]
+    sel = dig(m.doc, *path)
+    return label_selector and isinstance(sel, dict) and not (sel.get("matchLabels") if isinstance(
+        sel.get("matchLabels"), dict) else None) and not (sel.get("matchExpressions") if isinstance(
+        sel.get("matchExpressions"), list) else None)
+
+
+def _pair_in(labels: dict | None, key: object, value: object) -> bool:
+    return labels is not None and any(str(k) == str(key) and str(v) == str(value) for k, v in labels.items())
 
 
 def _matches(labels: dict | None, selector: dict) -> bool:

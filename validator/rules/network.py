@@ -81,8 +81,13 @@ def _workloads(ctx: Context, namespace: str | None, hooks: bool) -> Iterator[Man
 
 
 def _pods(ctx: Context, namespace: str | None, selector: object, hooks: bool = False) -> list[Pod]:
+    pairs = _dict(selector.get("matchLabels")) if isinstance(selector, dict) else {}
+    if not pairs:
+        candidates: Iterable[Manifest] = _workloads(ctx, namespace, hooks)
+    else:  # only the workloads carrying the selector's labels (the index), by kind as above
+        candidates = sorted(ctx.workloads_labelled(namespace, pairs, hooks=hooks), key=lambda w: w.kind)
     out = []
-    for w in _workloads(ctx, namespace, hooks):
+    for w in candidates:
         labels = pod_labels(w)
         if isinstance(labels, dict) and matches(selector, labels):
             out.append(Pod(w, namespace, labels))
@@ -104,10 +109,32 @@ def _policy_types(policy: Manifest) -> list[str]:
     return ["Ingress"] + (["Egress"] if "egress" in spec else [])
 
 
-def _in_force(ctx: Context, pod: Pod, direction: str) -> list[Manifest]:
-    """The policies that isolate `pod` in `direction` ("Ingress" or "Egress")."""
-    return [p for p in ctx.in_namespace("NetworkPolicy", pod.namespace)
-            if direction in _policy_types(p) and matches(_spec(p).get("podSelector"), pod.labels)]
+def _in_force(ctx: Context, pod: Pod, direction: str, ruled: bool = False) -> list[Manifest]:
+    """The policies that isolate `pod` in `direction` ("Ingress" or "Egress"); with `ruled`, only
+    those that have rules for that direction (the others allow nothing).
+
+    Through an index: a namespace where every app ships a default deny (`podSelector: {}`) would
+    otherwise cost each pod a pass over all of them."""
+    if not isinstance(pod.namespace, (str, type(None))):
+        return [p for p in ctx.in_namespace("NetworkPolicy", pod.namespace)
+                if direction in _policy_types(p) and matches(_spec(p).get("podSelector"), pod.labels)
+                and (not ruled or _rules(p, direction))]
+    every, every_ruled = ctx.derived(("network.every-pod", pod.namespace, direction),  # type: ignore[misc]
+                                     lambda: _selecting_every_pod(ctx, pod.namespace, direction))
+    found = [p for p in ctx.selector_candidates("NetworkPolicy", pod.namespace, pod.labels)
+             if direction in _policy_types(p) and matches(_spec(p).get("podSelector"), pod.labels)
+             and (not ruled or _rules(p, direction))]
+    return found + (every_ruled if ruled else every)
+
+
+def _rules(policy: Manifest, direction: str) -> list:
+    return _list(_spec(policy).get("ingress" if direction == "Ingress" else "egress"))
+
+
+def _selecting_every_pod(ctx: Context, namespace: str | None, direction: str) -> tuple[list, list]:
+    """(policies of the namespace that select every pod in `direction`, those of them with rules)."""
+    every = [p for p in ctx.selecting_every_pod("NetworkPolicy", namespace) if direction in _policy_types(p)]
+    return every, [p for p in every if _rules(p, direction)]
 
 
 def _peer_matches(peer: object, policy_ns: str | None, other: Pod | None, ctx: Context) -> bool:
@@ -146,19 +173,17 @@ def _port_matches(ports: object, number: int, name: str | None, protocol: str) -
 def allowed(ctx: Context, pod: Pod, direction: str, other: Pod | None, number: int, name: str | None,
             protocol: str = "TCP") -> tuple[bool, list[Manifest]]:
     """Whether `pod` may receive from (Ingress) or send to (Egress) `other` on the port, and the
-    policies in force. `name` is the port's name on the receiving pod (a policy may name ports)."""
-    policies = _in_force(ctx, pod, direction)
-    if not policies:
-        return True, []
+    policies in force when it may not. `name` is the port's name on the receiving pod (a policy may name ports)."""
     rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    for p in policies:
+    for p in _in_force(ctx, pod, direction, ruled=True):   # only a policy with rules can allow
         for rule in _list(_spec(p).get(rules_key)):
             if not isinstance(rule, dict) or not _port_matches(rule.get("ports"), number, name, protocol):
                 continue
             peers = _list(rule.get(peers_key))
             if not rule.get(peers_key) or any(_peer_matches(peer, p.namespace, other, ctx) for peer in peers):
-                return True, policies
-    return False, policies
+                return True, []
+    policies = _in_force(ctx, pod, direction)
+    return not policies, policies
 
 
 def near_miss(ctx: Context, policies: list[Manifest], direction: str, other: Pod, number: int,
@@ -279,10 +304,9 @@ def _urls(m: Manifest, ctx: Context) -> Iterator[tuple[str, str, int]]:
 def _dns_allowed(ctx: Context, caller: Pod) -> bool:
     """Whether some egress rule in force lets the caller send 53/UDP (to whatever peer: the DNS
     pods' labels are not rendered here)."""
-    policies = _in_force(ctx, caller, "Egress")
-    return not policies or any(
-        isinstance(rule, dict) and _port_matches(rule.get("ports"), 53, None, "UDP")
-        for p in policies for rule in _list(_spec(p).get("egress")))
+    return any(isinstance(rule, dict) and _port_matches(rule.get("ports"), 53, None, "UDP")
+               for p in _in_force(ctx, caller, "Egress", ruled=True) for rule in _list(_spec(p).get("egress"))) \
+        or not _in_force(ctx, caller, "Egress")
 
 
 def _check_callers(m: Manifest, ctx: Context) -> Iterator[Problem]:
