@@ -90,26 +90,62 @@ def template_line(repo: Path, file: str | None, path: tuple, value: Any = None, 
     return next((n for n, line in enumerate(lines, 1) if hit(line)), None)
 
 
+class Watched:
+    """A Context that notes whether a rule read more of it than the config's facts: a rule that
+    did not found what it found in the object alone (its findings can be cached with it)."""
+    LOCAL = frozenset({"facts", "allowed_registries"})   # both in the result cache's key
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+        self.crossed = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.LOCAL:
+            self.crossed = True
+        return getattr(self._ctx, name)
+
+
 def evaluate(manifests: Iterable[Manifest], ctx: Context,
              severities: Mapping[str, Severity | None] | None = None,
-             rules: Iterable[Rule] = POLICY_RULES, repo: Path | None = None) -> list[Finding]:
+             rules: Iterable[Rule] = POLICY_RULES, repo: Path | None = None,
+             only: Mapping[int, Iterable[str]] | None = None,
+             record: dict[int, tuple[list[Finding], list[str]]] | None = None) -> list[Finding]:
     """Findings of ``rules`` on ``manifests``. ``severities`` maps a rule id to a new severity,
     or to None when the rule is off. With ``repo``, a finding on a rendered object points at the
-    value file line that set the field, or at the template line that spells it out."""
+    value file line that set the field, or at the template line that spells it out.
+
+    For the result cache: with ``only`` (``id(object)`` -> rule ids), such an object is checked by
+    those rules alone; with ``record``, ``record[id(object)]`` gets (the findings of the rules that
+    read nothing but the object and the config's facts, the ids of the rules that read more)."""
     severities = severities or {}
     active = [(r, severities.get(r.id, r.severity)) for r in rules]
     active = [(r, sev) for r, sev in active if sev is not None]
     out: list[Finding] = []
     for m in manifests:
         skips, unreasoned = parse_skips(m)
+        wanted = set(only[id(m)]) if only is not None and id(m) in only else None
+        local: list[Finding] = []
+        cross: list[str] = []
+        if record is not None:
+            record[id(m)] = (local, cross)
         for rule, severity in active:
-            if rule.id in skips:
+            if rule.id in skips or (wanted is not None and rule.id not in wanted):
                 continue
+            watched = Watched(ctx) if record is not None else ctx
             try:
-                problems = list(rule.check(m, ctx))  # type: ignore[misc]
+                problems = list(rule.check(m, watched))  # type: ignore[misc, arg-type]
             except Exception as e:  # noqa: BLE001 - a malformed object must not end the run, nor pass silently
                 out.append(unreadable(m, rule.id, e))
+                if isinstance(watched, Watched) and watched.crossed:
+                    cross.append(rule.id)
+                else:
+                    local.append(out[-1])
                 continue
+            if isinstance(watched, Watched) and watched.crossed:
+                cross.append(rule.id)
+                into = None
+            else:
+                into = local
             for problem in problems:
                 at = problem.at or m  # another object's file (the AppProject that refuses an app)
                 file, line = locate(at, problem.path, repo, problem.related)  # type: ignore[arg-type]
@@ -121,6 +157,8 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 # an Application read from a file is its own app (path-scoped runs keep its findings)
                 app = m.app if m.app is not None or m.kind != "Application" else m.name
                 out.append(Finding(rule.id, severity, msg, file, line, m.ref, app))
+                if into is not None:
+                    into.append(out[-1])
     return out
 
 
