@@ -70,6 +70,8 @@ def test_a_path_scoped_run_checks_only_the_values_of_apps_in_scope(tmp_path, mon
     whole = run()
     assert sorted(checked) == ["backend0", "backend2", "frontend1", "frontend3", "root-minikube"]
     assert [f.app for f in whole if f.rule == "values/schema"] == ["backend2"]
+    changed = repo / "clusters/minikube/values/frontend1.yaml"
+    changed.write_text(changed.read_text() + "# edited\n")   # unchanged, its results would come from the cache
     scoped = run("clusters/minikube/values/frontend1.yaml")
     assert checked == ["frontend1"]
     assert not [f for f in scoped if f.severity.value == "error"], scoped

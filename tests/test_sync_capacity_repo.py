@@ -99,9 +99,10 @@ def test_this_repo_passes_every_new_rule():
     assert r.code == 0 and r.json["findings"] == [], r.out + r.err
 
 
-def test_determinism_runs_helm_twice_only_on_a_cache_miss(tmp_path):
-    """The determinism check's cost in helm runs: cold, every app twice (concurrently); warm, none;
-    one changed app, that app twice."""
+def test_determinism_runs_helm_twice_only_on_a_cache_miss(tmp_path, repo_copy):
+    """The determinism check's cost in helm runs: cold, every app once (no chart calls a function
+    that can vary: determinism.may_vary), except one that does, twice (concurrently); warm, none;
+    one changed app, that app once."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     log = tmp_path / "helm.log"
@@ -111,21 +112,24 @@ def test_determinism_runs_helm_twice_only_on_a_cache_miss(tmp_path):
     env = tool_env(str(bindir))
     env["GITOPS_VALIDATE_CACHE"] = str(tmp_path / "cache")
 
-    def runs(*args: str) -> int:
+    def runs(*args: str, repo: Path = ROOT, code: int = 0) -> int:
         log.write_text("")
-        r = validate(ROOT, *args, env=env)
-        assert r.code == 0, r.out + r.err
+        r = validate(repo, *args, env=env)
+        assert r.code == code, r.out + r.err
         return log.read_text().splitlines().count("template")  # not `helm version`, the cache key's
 
-    assert runs() == 6          # 3 apps, each rendered twice
-    assert runs() == 0          # served from the cache, proven deterministic
+    assert runs() == 3          # 3 apps, each rendered once: nothing in them can vary
+    assert runs() == 0          # served from the cache
     values = ROOT / BACKEND_VALUES
     original = values.read_text()
     try:
         values.write_text(original + "\n# touched\n")
-        assert runs(str(values)) == 2
+        assert runs(str(values)) == 1
     finally:
         values.write_text(original)
+    apply_edit(repo_copy, *EDITS[0][1:4])   # randAlphaNum in the backend chart: that app twice
+    env["GITOPS_VALIDATE_CACHE"] = str(tmp_path / "cache2")
+    assert runs(repo=repo_copy, code=1) == 4
 
 
 def test_a_non_deterministic_chart_stays_refused_when_served_from_the_cache(tmp_path, repo_copy):

@@ -9,11 +9,30 @@ at the same time as the first (a thread of its own, no cache), and compares the 
 object by object; a difference is an ``argocd/non-deterministic-render`` finding naming the object,
 the field and the template.
 
-Cost: one extra helm run per app on a cache miss, run concurrently with the first, so a cold run
-takes about as long as before on an idle machine. A render that matched its second run is recorded
-in the cache directory (``<render key>.deterministic``), so a cache hit of proven output costs
-nothing: the warm and pre-commit paths run no extra helm. Without a cache (``--no-cache``) every
-app is rendered twice.
+When a second run is needed: only when a static test cannot rule a difference out
+(``may_vary``). A template's output can differ between two runs of the same input only through a
+function that reads randomness, the clock, the network or the cluster, or iterates a Go map in
+its random order: ``VARYING`` lists them, taken from the function tables of the pinned helm
+(v4.2.1, ``pkg/engine/funcs.go`` and ``engine.go``: sprig's map minus ``env``/``expandenv``, plus
+``include``, ``tpl``, ``required``, ``fail``, ``lookup``, ``getHostByName``) and sprig v3.3.0
+(``functions.go``; ``nonhermeticFunctions`` there names the time, random, OS and network ones, to
+which we add what that list misses: ``randInt``, ``shuffle``, ``keys``/``values`` (map order),
+``ago``/``durationRound`` (time since), the key, certificate and bcrypt generators and
+``encryptAES`` (random salt or IV), ``lookup``). Everything else in those tables is a pure
+function of its arguments, and Go's ``range`` over a map and ``printf`` of a map sort the keys.
+A function can only be called inside a template action (``{{ ... }}``) of a file helm parses, so
+the test lexes the actions of every file of the chart (subcharts included; helpers too), and of
+the value files and inline values (which ``tpl`` may evaluate), and looks for those names as
+function identifiers (not ``.field`` or ``$var``; string literals and comments skipped). Text
+assembled at render time can only run through ``tpl``, so a chart whose actions use ``tpl`` is
+always rendered twice, and so is one holding a packaged subchart (``.tgz``: not read here) or a
+file that cannot be read.
+
+Cost: when needed, one extra helm run per app on a cache miss, run concurrently with the first. A
+render that matched its second run is recorded in the cache directory
+(``<render key>.deterministic``), so a cache hit of proven output costs nothing: the warm and
+pre-commit paths run no extra helm. Without a cache (``--no-cache``) every app that ``may_vary``
+is rendered twice.
 
 Limit: a template that only formats the time coarsely (``now | date "2006-01-02"``) renders the
 same twice within the same day; only its day-to-day drift escapes.
@@ -21,6 +40,9 @@ same twice within the same day; only its day-to-day drift escapes.
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,11 +59,111 @@ MAX_PATHS = 3  # differing fields named per object
 
 PROOF_SUFFIX = ".deterministic"
 
+#: Template functions (helm v4.2.1 + sprig v3.3.0) whose result can differ between two runs on the
+#: same input; ``tpl`` evaluates text that may be built at render time, so it counts too.
+VARYING = frozenset({
+    # the clock (the date functions read time.Now() when not given a time)
+    "now", "ago", "date", "dateInZone", "date_in_zone", "htmlDate", "htmlDateInZone", "dateModify", "date_modify",
+    "mustDateModify", "durationRound", "unixEpoch", "toDate", "mustToDate",
+    # randomness
+    "randAlphaNum", "randAlpha", "randAscii", "randNumeric", "randBytes", "randInt", "uuidv4", "shuffle",
+    "genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey", "genSignedCert",
+    "genSignedCertWithKey", "buildCustomCert", "derivePassword", "bcrypt", "htpasswd", "encryptAES",
+    # Go map iteration order
+    "keys", "values",
+    # the environment, the network, the cluster
+    "env", "expandenv", "getHostByName", "lookup",
+    # text evaluated as a template
+    "tpl",
+})
+_IDENT = re.compile(r"(?<![\w.$])[A-Za-z_]\w*")
+_charts: dict[str, bool] = {}   # chart tree digest -> may vary
+_charts_lock = threading.Lock()
+
+
+def actions(text: str) -> Iterator[str]:
+    """The code of each template action ``{{ ... }}`` in ``text``, string literals and comments
+    left out (a ``}}`` inside a string does not end the action, as in Go's lexer)."""
+    i, n = 0, len(text)
+    while True:
+        i = text.find("{{", i)
+        if i < 0:
+            return
+        i += 2
+        code = []
+        while i < n and not text.startswith("}}", i):
+            c = text[i]
+            if c in "\"'`":
+                j = i + 1
+                while j < n and text[j] != c:
+                    j += 2 if text[j] == "\\" and c != "`" else 1
+                i = j + 1
+                code.append(" ")
+            elif text.startswith("/*", i):
+                j = text.find("*/", i + 2)
+                i = n if j < 0 else j + 2
+                code.append(" ")
+            else:
+                code.append(c)
+                i += 1
+        yield "".join(code)
+
+
+def uses_varying(text: str) -> bool:
+    return any(w in VARYING for code in actions(text) for w in _IDENT.findall(code))
+
+
+def _chart_may_vary(root: Path) -> bool:
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        for name in filenames:
+            if name.endswith((".tgz", ".tar.gz")):
+                return True   # a packaged subchart: its templates are not read here
+            try:
+                text = (Path(dirpath) / name).read_bytes().decode("utf-8", "replace")
+            except OSError:
+                return True
+            if "{{" in text and uses_varying(text):
+                return True
+    return False
+
+
+def may_vary(repo: Path, req: render.RenderRequest, cache: RenderCache | None) -> bool:
+    """False only when no file helm reads for ``req`` calls a function in ``VARYING``: then two
+    renders are the same by construction and the second one is not run."""
+    for text in [req.values_yaml or "", *req.set.values(), *req.set_string.values()]:
+        if uses_varying(text):
+            return True
+    for rel in req.value_files:
+        try:
+            if uses_varying((repo / rel).read_bytes().decode("utf-8", "replace")):
+                return True
+        except OSError:
+            return True
+    if cache is None:
+        return _chart_may_vary(repo / req.chart)
+    digest = cache.chart_digest(repo, req.chart)
+    with _charts_lock:
+        known = _charts.get(digest)
+    if known is None:
+        known = _chart_may_vary(repo / req.chart)
+        with _charts_lock:
+            _charts[digest] = known
+    return known
+
 
 def render_checked(repo: Path, req: render.RenderRequest, helm: str, cache: RenderCache | None,
                    timeout: float) -> render.Rendered:
     """``render.render``, plus the determinism check: a second, uncached helm run alongside the
-    first, unless the output comes from the cache and was already shown to be deterministic."""
+    first, unless ``may_vary`` rules a difference out or the output comes from the cache and was
+    already shown to be deterministic."""
+    if not may_vary(repo, req, cache):
+        return render.render(repo, req, helm, cache, timeout)
     key = cache.key(repo, req, helm) if cache else None
     proof = cache.directory / f"{key}{PROOF_SUFFIX}" if cache and key else None
     if cache and key and cache.get(key) is not None:

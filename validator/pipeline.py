@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, kustomize, partialrender, policy, provenance, render, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, determinism, discover, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
@@ -237,6 +239,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             found[name] = find_tool(name)
         return found[name]
 
+    stored = _result_cache(opts, cache, kubeconform, root, {*versions.values(), default_version}) if cache else None
+    fresh: dict[int, _Fresh] = {}                         # id(request) -> results to store at the end
+    cached_objects: dict[int, resultcache.Object] = {}   # id(object) -> what the result cache knows of it
+
     top: list[Manifest] = []
     generated_apps: list[Manifest] = []   # what ApplicationSets create: checked like Applications in files
     for m in disc.argo:
@@ -273,6 +279,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         while pending:
             tools.check_deadline()
             jobs: list[tuple[_App, render.RenderRequest, render.RenderRequest]] = []  # app, to render, as written
+            hits: list[tuple[_App, render.RenderRequest, resultcache.Entry]] = []
             kjobs: list[tuple[_App, kustomize.KustomizeRequest]] = []
             for a in pending:
                 key = (a.cluster, a.manifest.namespace, a.manifest.name)
@@ -305,10 +312,22 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 # values findings would be dropped, so they are not computed (helm still checks them).
                 in_scope = _Scope.of(opts, {key: a}, disc).keeps(a.manifest.name, None)
                 for req in prep.requests:
+                    rkey = stored.key(cache.key(repo, req, tool("helm")), _result_context(req, version, disc)) \
+                        if stored and cache else None
+                    entry = stored.get(rkey) if stored and rkey else None
+                    if entry is not None and (entry.rendered or in_scope):
+                        a.findings += entry.values if in_scope else []
+                        if entry.rendered:
+                            hits.append((a, req, entry))
+                        else:
+                            unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
+                        continue
                     vf, ok = schema.check_values(repo, req) if in_scope else ([], True)
                     a.findings += vf
                     # after a values error, the valid part of the values still renders (partialrender.py)
                     part = req if ok else partialrender.valid_part(repo, req)
+                    if rkey and in_scope and ok:  # only what this run checks in full is stored (a partial render is not)
+                        fresh[id(req)] = _Fresh(rkey, vf, ok)
                     if part is not None:
                         jobs.append((a, part, req))
                     else:
@@ -326,12 +345,19 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 cache_hits += kr.cached
                 pending += [_App(c, a.cluster) for c in kr.manifests
                             if c.kind == "Application" and c.api_version.startswith("argoproj.io/")]
-            for (a, part, req), r in zip(jobs, results, strict=True):
+            done = list(zip(jobs, results, strict=True))
+            for a, req, entry in hits:
+                ms = [render.rendered_object(o.doc, o.file, req) for o in entry.objects]
+                cached_objects.update((id(m), o) for m, o in zip(ms, entry.objects))
+                done.append(((a, req, req), render.Rendered(req, ms, list(entry.render), True)))
+            for (a, part, req), r in done:
                 a.value_files += [posixpath.join(req.chart, "values.yaml"), *req.value_files]
                 if any(f.rule == "values/render-failed" for f in r.findings):
                     unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
                     if part is not req:
                         continue  # the values error says what to fix first
+                if id(req) in fresh:
+                    fresh[id(req)].render, fresh[id(req)].manifests = list(r.findings), list(r.manifests)
                 index = provenance.ValueIndex.of(repo, req.chart, req.value_files)
                 for m in r.manifests:
                     m.values = index
@@ -352,8 +378,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     for m in all_objects:
         by_cluster.setdefault(m.cluster, []).append(m)
     contexts = {cluster: Context(tuple(objs), disc.clusters.get(cluster) if cluster else None, config.allowed_registries,
-                                 values={a.manifest.name: _value_docs(repo, a.value_files)
-                                         for a in apps.values() if a.cluster == cluster},
+                                 values=_LazyValues(repo, {a.manifest.name: a.value_files
+                                                           for a in apps.values() if a.cluster == cluster}),
                                  unrendered=frozenset(unrendered.get(cluster, ())))
                 for cluster, objs in by_cluster.items()}
     scope = _Scope.of(opts, apps, disc)
@@ -363,16 +389,29 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         findings += a.findings
     findings = [f for f in findings if scope.keeps(f.app, f.file)]
 
+    # an object of a kind some CRD of the run defines is checked against that CRD: never from the cache
+    crd_kinds = {str(dig(m.doc, "spec", "names", "kind")).lower() for m in all_objects if m.kind == "CustomResourceDefinition"}
+    fresh_ids = {id(m) for item in fresh.values() for m in item.manifests}
+    schema_of: dict[int, list[Finding]] = {}
     by_version: dict[str, list[Manifest]] = {}
     for m in checked:
+        o = cached_objects.get(id(m))
+        if o is not None and o.schema is not None and m.kind.lower() not in crd_kinds:
+            findings += o.schema
+            continue
         by_version.setdefault(version_of(m.cluster), []).append(m)
     for v, batch in sorted(by_version.items()):
-        findings += schema.check_objects(batch, kubeconform, root, v)
+        findings += _check_objects(batch, kubeconform, root, v, fresh_ids, schema_of)
+    # a cached object re-runs only the rules that read other objects; the others' findings are stored
+    only = {k: o.cross for k, o in cached_objects.items()}
+    record: dict[int, tuple[list[Finding], list[str]]] | None = {} if fresh_ids else None
     budgets = []
     for cluster, objs in by_cluster.items():
         ctx = contexts[cluster]
         mine = [m for m in objs if scope.keeps(_app_of(m), m.file)]
-        findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo)
+        findings += [f for m in mine if id(m) in cached_objects for f in cached_objects[id(m)].local]
+        findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo,
+                                    only=only, record=record)
         findings += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES,
                                     repo=repo)
         # a sum over the whole cluster: reported when it points into what this run looks at
@@ -381,10 +420,84 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         if b is not None:
             budgets.append(b)
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
+    if stored:
+        for item in fresh.values():
+            objs = [resultcache.Object(m.doc, m.file, None if m.kind.lower() in crd_kinds else schema_of[id(m)], *record[id(m)])
+                    for m in item.manifests if record is not None and id(m) in record and id(m) in schema_of]
+            if len(objs) == len(item.manifests):  # every object checked in full by this run
+                stored.put(item.key, resultcache.Entry(item.values, item.rendered, item.render, objs))
     if cache:
         cache.evict()
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits,
                    budgets=sorted(budgets, key=lambda b: b.cluster))
+
+
+@dataclass
+class _Fresh:
+    """A render of this run (not from the result cache), whose results are stored at the end."""
+    key: str
+    values: list[Finding]
+    rendered: bool
+    render: list[Finding] = field(default_factory=list)
+    manifests: list[Manifest] = field(default_factory=list)
+
+
+def _result_cache(opts: Options, cache: RenderCache, kubeconform: str, root: Path, versions: set[str]) -> resultcache.ResultCache:
+    """The result cache, keyed also by what every result depends on: the config, kubeconform and
+    the schema tree of each Kubernetes version in play."""
+    stamp = resultcache.file_stamp
+    schemas = {v: [stamp(schemastore.kubernetes_schema_dir(root, v)), stamp(root / schemastore.CRD_DIR),
+                   stamp(schemastore.kubernetes_schema_dir(root, v) / schemastore.API_VERSIONS)] for v in sorted(versions)}
+    return resultcache.ResultCache(cache, {"config": opts.config, "kubeconform": stamp(Path(kubeconform)), "schemas": schemas})
+
+
+def _result_context(req: render.RenderRequest, version: str, disc: discover.Discovery) -> list:
+    """What a request's results depend on beyond its render key: the findings name its app and
+    point at its Application, and rules read its cluster's facts."""
+    origin = req.origin
+    return [req.app, req.cluster, version, disc.clusters.get(req.cluster) if req.cluster else None,
+            [origin.file, origin.line, str(origin.ref), origin.app] if origin else None]
+
+
+def _check_objects(batch: list[Manifest], kubeconform: str, root: Path, version: str, record_ids: set[int],
+                   record: dict[int, list[Finding]]) -> list[Finding]:
+    """schema.check_objects, and for the objects in ``record_ids`` (rendered by this run, for the
+    result cache) their own findings in ``record``: they go in as copies whose app is a token that
+    names the object, and their findings come back under the real app."""
+    sent, owner = [], {}
+    for m in batch:
+        if id(m) in record_ids:
+            token = f"\0{len(owner)}"
+            owner[token] = m
+            record[id(m)] = []
+            m = dataclasses.replace(m, app=token)
+        sent.append(m)
+    out = []
+    for f in schema.check_objects(sent, kubeconform, root, version):
+        m = owner.get(f.app)
+        if m is not None:
+            f = dataclasses.replace(f, app=m.app)
+            record[id(m)].append(f)
+        out.append(f)
+    return out
+
+
+class _LazyValues(Mapping):
+    """app -> ``_value_docs`` of its value files, read on first use (Context.values)."""
+
+    def __init__(self, repo: Path, files: dict[str, list[str]]):
+        self._repo, self._files, self._docs = repo, files, {}
+
+    def __getitem__(self, app: str) -> tuple:
+        if app not in self._docs:
+            self._docs[app] = _value_docs(self._repo, self._files[app])
+        return self._docs[app]
+
+    def __iter__(self):
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
 
 
 def _value_docs(repo: Path, files: list[str]) -> tuple:

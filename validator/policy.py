@@ -14,7 +14,7 @@ Skipping one rule for one object takes an annotation that names the rule and giv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import provenance
 from .findings import Finding, Location, Problem, Severity
@@ -68,26 +68,62 @@ def unreadable(m: Manifest, what: str, error: Exception) -> Finding:
 
 
 
+class Watched:
+    """A Context that notes whether a rule read more of it than the config's facts. A rule that
+    did not found what it found in the object alone: its findings can be cached with the object."""
+    LOCAL = frozenset({"facts", "allowed_registries"})   # both in the result cache's key
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+        self.crossed = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.LOCAL:
+            self.crossed = True
+        return getattr(self._ctx, name)
+
+
 def evaluate(manifests: Iterable[Manifest], ctx: Context,
              severities: Mapping[str, Severity | None] | None = None,
-             rules: Iterable[Rule] = POLICY_RULES, repo: Path | None = None) -> list[Finding]:
+             rules: Iterable[Rule] = POLICY_RULES, repo: Path | None = None,
+             only: Mapping[int, Iterable[str]] | None = None,
+             record: dict[int, tuple[list[Finding], list[str]]] | None = None) -> list[Finding]:
     """Findings of ``rules`` on ``manifests``. ``severities`` maps a rule id to a new severity,
     or to None when the rule is off. With ``repo``, a finding on a rendered object points at the
-    value file line that set the field, or at the template line that spells it out."""
+    value file line that set the field, or at the template line that spells it out.
+
+    For the result cache: with ``only`` (``id(object)`` -> rule ids), such an object is checked by
+    those rules alone; with ``record``, ``record[id(object)]`` gets (the findings of the rules that
+    read nothing but the object and the config's facts, the ids of the rules that read more)."""
     severities = severities or {}
     active = [(r, severities.get(r.id, r.severity)) for r in rules]
     active = [(r, sev) for r, sev in active if sev is not None]
     out: list[Finding] = []
     for m in manifests:
         skips, unreasoned = parse_skips(m)
+        wanted = set(only[id(m)]) if only is not None and id(m) in only else None
+        local: list[Finding] = []
+        cross: list[str] = []
+        if record is not None:
+            record[id(m)] = (local, cross)
         for rule, severity in active:
-            if rule.id in skips:
+            if rule.id in skips or (wanted is not None and rule.id not in wanted):
                 continue
+            watched = Watched(ctx) if record is not None else ctx
             try:
-                problems = list(rule.check(m, ctx))  # type: ignore[misc]
+                problems = list(rule.check(m, watched))  # type: ignore[misc, arg-type]
             except Exception as e:  # noqa: BLE001 - a malformed object must not end the run, nor pass silently
                 out.append(unreadable(m, rule.id, e))
+                if isinstance(watched, Watched) and watched.crossed:
+                    cross.append(rule.id)
+                else:
+                    local.append(out[-1])
                 continue
+            if isinstance(watched, Watched) and watched.crossed:
+                cross.append(rule.id)
+                into = None
+            else:
+                into = local
             for problem in problems:
                 rule_id, sev = rule.id, severity
                 if problem.rule is not None:  # a sibling rule (refs/not-checked): its own severity and config
@@ -103,6 +139,8 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
                 # an Application read from a file is its own app (path-scoped runs keep its findings)
                 app = m.app if m.app is not None or m.kind != "Application" else m.name
                 out.append(Finding(rule_id, sev, msg, place.file, place.line, m.ref, app, place.related))
+                if into is not None:
+                    into.append(out[-1])
     return out
 
 

@@ -175,8 +175,13 @@ def parse_rendered(text: str, req: RenderRequest) -> tuple[list[Manifest], list[
             meta = doc.get("metadata")
             if isinstance(meta, dict) and not meta.get("namespace") and doc.get("kind") not in CLUSTER_SCOPED:
                 meta["namespace"] = req.namespace  # Argo CD applies it in the destination namespace
-            manifests.append(Manifest(doc, file, None, app=req.app, cluster=req.cluster, hints=(f"{req.chart}/values.yaml", *req.value_files)))
+            manifests.append(rendered_object(doc, file, req))
     return manifests, findings
+
+
+def rendered_object(doc: dict, file: str | None, req: RenderRequest) -> Manifest:
+    """An object ``req`` rendered from the template ``file`` (parsed now, or from the result cache)."""
+    return Manifest(doc, file, None, app=req.app, cluster=req.cluster, hints=(f"{req.chart}/values.yaml", *req.value_files))
 
 
 #: What helm itself refuses to print (it parses every document its templates render): seen in

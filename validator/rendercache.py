@@ -84,6 +84,10 @@ class RenderCache:
                 print(f"gitops-validate: warning: render cache {self.directory} is not usable "
                       f"({why.strerror or why}); rendering without it", file=sys.stderr)
 
+    def chart_digest(self, repo: Path, chart: str) -> str:
+        """One SHA-256 of the chart's tree digest (once per run)."""
+        return hashlib.sha256(json.dumps(self._chart(repo, chart)).encode()).hexdigest()
+
     def _chart(self, repo: Path, chart: str) -> list:
         with self._lock:
             hit = self._charts.get(chart)

@@ -1,0 +1,174 @@
+"""The per-app result cache (resultcache.py) changes no finding, and is never trusted when stale.
+
+On a generated repo with planted defects (cross-app ones from tests/synth.py, plus single-object
+ones planted here), the JSON findings are the same for the code before the cache (commit BEFORE,
+from `git archive`), --no-cache, a cold and a warm run, and a path-scoped run of one changed
+values file matches the same apps' findings of a full run. A change to a chart file, a value
+file, the config or the validator's source gives the findings a run without cache gives; a
+corrupt entry is recomputed, not trusted, with no traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import synth
+from conftest import ROOT, run_cli, tool_env
+from gitops_validate import resultcache
+
+#: The last commit before the result cache, the lazy value indexes and the static determinism test.
+BEFORE = "27ed863"
+CHANGED = "clusters/minikube/values/frontend3.yaml"   # a frontend with a planted wrong backend port
+
+
+def plant(repo: Path) -> Path:
+    """Single-object defects on top of synth's cross-app ones (each rule reads only its object)."""
+    edit(repo, "clusters/minikube/values/backend2.yaml", "pullPolicy: IfNotPresent", "pullPolicy: Always")
+    edit(repo, "clusters/minikube/values/backend4.yaml", "image:\n", "image:\n  repository: quay.io/todo/todo-backend\n")
+    subprocess.run(["git", "-C", str(repo), "commit", "-qam", "plant", "--no-verify"], check=True,
+                   env=tool_env() | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                                     "GIT_COMMITTER_EMAIL": "t@t"})
+    return repo
+
+
+def edit(repo: Path, rel: str, old: str, new: str) -> None:
+    p = repo / rel
+    text = p.read_text()
+    assert old in text, f"{old!r} not in {rel}"
+    p.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return plant(synth.make_repo(tmp_path / "repo", 6, defects=True))
+
+
+def cache_env(tmp_path: Path, name: str = "cache") -> dict:
+    return tool_env() | {"GITOPS_VALIDATE_CACHE": str(tmp_path / name)}
+
+
+def validate(repo: Path, *args: str, env: dict | None = None) -> tuple[int, list]:
+    r = run_cli("--repo", str(repo), "--format", "json", *args, env=env or tool_env())
+    assert r.code in (0, 1), r.out + r.err
+    assert "Traceback" not in r.err, r.err
+    return r.code, r.json["findings"]
+
+
+def before(repo: Path, tmp_path: Path) -> tuple[int, list]:
+    """The CLI of commit BEFORE on ``repo``, without cache."""
+    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE, "validator"],
+                         capture_output=True, timeout=60)
+    if out.returncode != 0:
+        pytest.fail(f"cannot read commit {BEFORE} (a shallow clone?): {out.stderr.decode()[-300:]}")
+    code = tmp_path / "before"
+    with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+        tar.extractall(code, filter="data")
+    (code / "validator").rename(code / "gitops_validate")
+    p = subprocess.run([sys.executable, "-c", "import sys; from gitops_validate.cli import main; sys.exit(main(sys.argv[1:]))",
+                        "--repo", str(repo), "--format", "json", "--no-cache"],
+                       env=tool_env() | {"PYTHONPATH": str(code)}, capture_output=True, text=True, timeout=300)
+    assert p.returncode in (0, 1), p.stderr
+    return p.returncode, json.loads(p.stdout)["findings"]
+
+
+def entries(tmp_path: Path, name: str = "cache") -> list[Path]:
+    return sorted((tmp_path / name).glob(f"*{resultcache.SUFFIX}"))
+
+
+def test_findings_identical_before_no_cache_cold_warm(repo, tmp_path):
+    env = cache_env(tmp_path)
+    old = before(repo, tmp_path)
+    rules = {f["rule"] for f in old[1]}
+    assert old[0] == 1 and "refs/nodeport" in rules, old   # cross-app
+    assert len(rules) >= 4, rules                           # the planted single-object defects too
+    assert validate(repo, "--no-cache") == old
+    assert validate(repo, env=env) == old        # cold: renders, checks, stores
+    assert len(entries(tmp_path)) == 7           # the root app-of-apps and its 6 apps
+    assert validate(repo, env=env) == old        # warm: from the result cache
+    assert validate(repo, env=env) == old
+
+
+def test_a_path_scoped_run_matches_the_full_run(repo, tmp_path):
+    env = cache_env(tmp_path)
+    validate(repo, env=env)
+    (repo / CHANGED).write_text((repo / CHANGED).read_text() + "# edited\n")
+    code, scoped = validate(repo, CHANGED, env=env)
+    assert (code, scoped) == validate(repo, CHANGED, "--no-cache")
+    _, full = validate(repo, "--no-cache")
+    apps = {f["app"] for f in scoped}
+    assert "frontend3" in apps and len(apps) < 7, scoped
+    assert scoped == [f for f in full if f["app"] in apps or f["file"] == CHANGED]
+
+
+@pytest.mark.parametrize("change", ["chart", "values", "config"])
+def test_a_changed_input_is_never_served_stale(repo, tmp_path, change):
+    env = cache_env(tmp_path)
+    first = validate(repo, env=env)
+    if change == "chart":   # a new schema finding on every backend
+        edit(repo, "apps/todo-backend/templates/deployment.yaml", "automountServiceAccountToken: false\n",
+             "automountServiceAccountToken: false\n      bogusField: 1\n")
+    elif change == "values":   # a single-object finding the cache held for this app goes away
+        edit(repo, "clusters/minikube/values/backend2.yaml", "pullPolicy: Always", "pullPolicy: IfNotPresent")
+    else:   # the registry rule reads only the object and the config
+        edit(repo, ".gitops-validator.yaml", "  - docker.io/library/\n", "  - docker.io/library/\n  - quay.io/todo/\n")
+    after = validate(repo, env=env)
+    assert after != first
+    assert after == validate(repo, "--no-cache")
+    assert after == validate(repo, env=env)
+
+
+def test_a_changed_validator_source_invalidates_every_entry(repo, tmp_path, monkeypatch):
+    """The key holds a digest of the package's files: any edit changes it, without a version bump."""
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(resultcache.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    digest = resultcache.source_digest(pkg)
+    assert resultcache.source_digest(pkg) == digest
+    rule = pkg / "rules" / "images.py"
+    rule.write_text(rule.read_text() + "\n# a comment is a change too\n")
+    assert resultcache.source_digest(pkg) != digest
+    assert resultcache.code_digest() == resultcache.source_digest(Path(resultcache.__file__).parent)
+
+    from gitops_validate import config as config_mod, pipeline, schema
+    from gitops_validate.rules import REGISTRY
+    for k, v in tool_env().items():
+        monkeypatch.setenv(k, v)
+    cfg = config_mod.load(repo / ".gitops-validator.yaml", set(REGISTRY))
+    sent: list[int] = []
+    real = schema.check_objects
+    monkeypatch.setattr(schema, "check_objects", lambda batch, *a: sent.append(len(batch)) or real(batch, *a))
+
+    def run() -> list:
+        sent.clear()
+        return pipeline.run(pipeline.Options(repo=repo, config=cfg, cache_dir=tmp_path / "cache")).findings
+
+    cold = run()
+    cold_sent = sum(sent)
+    assert run() == cold and sum(sent) < cold_sent / 4   # warm: kubeconform sees only what no entry holds
+    monkeypatch.setattr(resultcache, "code_digest", lambda: "another validator")
+    assert run() == cold and sum(sent) == cold_sent      # every entry missed
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong shape", "foreign class"])
+def test_a_damaged_entry_is_recomputed_not_trusted(repo, tmp_path, damage):
+    env = cache_env(tmp_path)
+    good = validate(repo, env=env)
+    for p in entries(tmp_path):
+        text = p.read_text()
+        p.write_text({"garbage": "\x00not json",
+                      "truncated": text[: len(text) // 2],
+                      # findings emptied: trusting this would drop every cached finding
+                      "wrong shape": json.dumps({**json.loads(text), "objects": [{"doc": 1}]}),
+                      "foreign class": text.replace('"@": "Finding"', '"@": "Path"').replace('"@": "ObjectRef"', '"@": "Path"'),
+                      }[damage])
+    assert validate(repo, env=env) == good
+    for p in entries(tmp_path):   # rewritten with what was recomputed
+        assert resultcache.Entry.load(p.read_text()) is not None
+    assert validate(repo, env=env) == good

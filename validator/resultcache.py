@@ -1,0 +1,206 @@
+"""Per-app results on disk: what a helm app rendered and what was found in it, keyed by its inputs.
+
+The render cache (rendercache.py) saves helm's run; a warm run would still re-parse every render,
+re-check every object with kubeconform and every policy rule. This cache keeps, per rendered
+source, what depends on that source alone:
+
+- its values findings (``schema.check_values``) and whether it was rendered;
+- the parsed objects as JSON (no YAML re-parse) and the render's findings (determinism included);
+- the schema findings of its objects (kubeconform + API server limits), unless a CRD of the run
+  defines one of its kinds (then that depends on another app: re-checked every run);
+- the findings of every (rule, object) pair where the rule read nothing of the Context but the
+  config's facts (``policy.Watched``); the other rules' ids per object, which re-run every time
+  through the Context indexes (cross-object rules see the other apps' current objects).
+
+The key is the render key (helm, chart files, value files, request, validator version) plus a
+digest of the validator's own source files (a code change without a version bump invalidates
+everything), the config, the cluster's facts, the Kubernetes version, the schema tree's identity
+and kubeconform's. An entry that cannot be read or does not have the expected shape is a miss,
+never trusted; writes are atomic and share the render cache's folder, size bound and LRU eviction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import findings as findings_module
+from .findings import Finding
+from .rendercache import RenderCache
+
+SUFFIX = ".result.json"
+FORMAT = 1
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """``source_digest`` of this validator package, once per process."""
+    return source_digest(Path(__file__).resolve().parent)
+
+
+def source_digest(root: Path) -> str:
+    """SHA-256 over the files of a package folder (source and data, not bytecode)."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            p = Path(dirpath) / name
+            h.update(str(p.relative_to(root)).encode() + b"\0")
+            h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as JSON data that is the same in every process: sets sorted (their order
+    follows the string hash seed), dataclasses and mappings by field or key."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return canonical(value.value)
+    if isinstance(value, dict):
+        return sorted(([canonical(k), canonical(v)] for k, v in value.items()), key=json.dumps)
+    if isinstance(value, (set, frozenset)):
+        return sorted((canonical(v) for v in value), key=json.dumps)
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def file_stamp(path: Path) -> list:
+    """Real path, size, mtime, ctime and inode: a changed or replaced file or folder changes it."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return [real, "missing"]
+    return [real, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+# --- findings as JSON, field by field (a field added to Finding needs no change here) ---------
+
+def encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"@": type(value).__name__, **{f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, enum.Enum):
+        return {"@enum": type(value).__name__, "value": value.value}
+    if isinstance(value, tuple):
+        return {"@tuple": [encode(v) for v in value]}
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot cache a {type(value).__name__}")
+
+
+def _findings_class(name: Any, kind: type) -> Any:
+    """A dataclass or enum of findings.py, by name: nothing else is ever built from an entry."""
+    cls = getattr(findings_module, name, None) if isinstance(name, str) else None
+    if not isinstance(cls, type) or cls.__module__ != findings_module.__name__:
+        raise ValueError(f"unknown class {name!r}")
+    if kind is enum.Enum and not issubclass(cls, enum.Enum) or kind is object and not dataclasses.is_dataclass(cls):
+        raise ValueError(f"{name!r} is not what the entry says")
+    return cls
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "@enum" in value:
+            return _findings_class(value["@enum"], enum.Enum)(value["value"])
+        if "@tuple" in value:
+            return tuple(decode(v) for v in value["@tuple"])
+        cls = _findings_class(value.get("@"), object)
+        return cls(**{k: decode(v) for k, v in value.items() if k != "@"})
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def decode_findings(value: Any) -> list[Finding]:
+    out = decode(value)
+    if not isinstance(out, list) or not all(isinstance(f, Finding) for f in out):
+        raise ValueError("not a list of findings")
+    return out
+
+
+@dataclasses.dataclass
+class Object:
+    """One rendered object and what was found in it alone."""
+    doc: dict
+    file: str | None                 # the chart template
+    schema: list[Finding] | None     # None: re-check with kubeconform (a CRD of the run defines its kind)
+    local: list[Finding]             # findings of the rules that read only the object (and config facts)
+    cross: list[str]                 # the rules that read other objects: they re-run every time
+
+
+@dataclasses.dataclass
+class Entry:
+    """One rendered source's results."""
+    values: list[Finding]            # schema.check_values
+    rendered: bool                   # False: its values kept it from rendering
+    render: list[Finding]            # parsing helm's output, the determinism check, a failed render
+    objects: list[Object]
+
+    def dump(self) -> str:
+        return json.dumps({"format": FORMAT, "values": encode(self.values), "rendered": self.rendered,
+                           "render": encode(self.render),
+                           "objects": [{"doc": o.doc, "file": o.file,
+                                        "schema": None if o.schema is None else encode(o.schema),
+                                        "local": encode(o.local), "cross": o.cross} for o in self.objects]})
+
+    @classmethod
+    def load(cls, text: str) -> "Entry":
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data["rendered"], bool) \
+                or not isinstance(data["objects"], list):
+            raise ValueError("not an entry of this format")
+        objects = []
+        for o in data["objects"]:
+            if not (isinstance(o["doc"], dict) and isinstance(o["file"], (str, type(None))) and isinstance(o["cross"], list)
+                    and all(isinstance(r, str) for r in o["cross"])):
+                raise ValueError("not an object of this format")
+            objects.append(Object(o["doc"], o["file"], None if o["schema"] is None else decode_findings(o["schema"]),
+                                  decode_findings(o["local"]), o["cross"]))
+        return cls(decode_findings(data["values"]), data["rendered"], decode_findings(data["render"]), objects)
+
+
+class ResultCache:
+    """Entries next to the render cache's, under keys that extend its render keys by ``context``
+    (config, schemas, kubeconform, per cluster its facts and Kubernetes version)."""
+
+    def __init__(self, renders: RenderCache, context: Any):
+        self.renders = renders
+        self._base = hashlib.sha256(json.dumps(["results", FORMAT, code_digest(), canonical(context)],
+                                               sort_keys=True).encode()).hexdigest()
+
+    def key(self, render_key: str, cluster_context: Any) -> str:
+        return hashlib.sha256(json.dumps([self._base, render_key, canonical(cluster_context)],
+                                         sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str) -> Entry | None:
+        text = self.renders.get_file(self.renders.directory / f"{key}{SUFFIX}")
+        if text is None:
+            return None
+        try:
+            return Entry.load(text)
+        except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss, recomputed and replaced
+            return None
+
+    def put(self, key: str, entry: Entry) -> None:
+        try:
+            text = entry.dump()
+            # what does not come back as it went in (a type JSON does not keep) is not cached
+            if [o.doc for o in Entry.load(text).objects] != [o.doc for o in entry.objects]:
+                return
+        except (TypeError, ValueError, KeyError, RecursionError):
+            return
+        self.renders.put_file(self.renders.directory / f"{key}{SUFFIX}", text)
