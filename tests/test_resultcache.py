@@ -24,8 +24,9 @@ import synth
 from conftest import ROOT, run_cli, tool_env
 from gitops_validate import resultcache
 
-#: The last commit before the result cache, the lazy value indexes and the static determinism test.
-BEFORE = "27ed863"
+#: The last commit before the result cache, the lazy value indexes and the static determinism test
+#: (the merge of the accuracy and --manifests branches, which the result cache was merged onto).
+BEFORE = "b31a244"
 CHANGED = "clusters/minikube/values/frontend3.yaml"   # a frontend with a planted wrong backend port
 
 
