@@ -40,7 +40,6 @@ same twice within the same day; only its day-to-day drift escapes.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +50,7 @@ from . import render
 from .findings import Finding, Severity
 from .model import Manifest
 from .policy import template_line
-from .rendercache import RenderCache
+from .rendercache import RenderCache, chart_files
 
 RULE = "argocd/non-deterministic-render"
 MAX_PATHS = 3  # differing fields named per object
@@ -114,22 +113,15 @@ def uses_varying(text: str) -> bool:
 
 
 def _chart_may_vary(root: Path) -> bool:
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        for name in filenames:
-            if name.endswith((".tgz", ".tar.gz")):
-                return True   # a packaged subchart: its templates are not read here
-            try:
-                text = (Path(dirpath) / name).read_bytes().decode("utf-8", "replace")
-            except OSError:
-                return True
-            if "{{" in text and uses_varying(text):
-                return True
+    for path in chart_files(root):
+        if path.name.endswith((".tgz", ".tar.gz")):
+            return True   # a packaged subchart: its templates are not read here
+        try:
+            text = path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return True
+        if "{{" in text and uses_varying(text):
+            return True
     return False
 
 

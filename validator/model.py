@@ -46,6 +46,22 @@ def dig(value: Any, *path: Any) -> Any:
     return value
 
 
+#: What ``at_path`` returns for a missing step when asked to tell it from a stored None.
+MISSING = object()
+
+
+def at_path(value: Any, path: tuple, default: Any = None) -> Any:
+    """The value at ``path`` (keys and non-negative list indexes), or ``default`` when a step is missing."""
+    for p in path:
+        if isinstance(value, dict) and p in value:
+            value = value[p]
+        elif isinstance(value, list) and isinstance(p, int) and 0 <= p < len(value):
+            value = value[p]
+        else:
+            return default
+    return value
+
+
 @dataclass
 class Manifest:
     """One Kubernetes object: rendered by helm, read from a repo file, or given with --manifests."""

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from . import schema
+from .model import MISSING, at_path
 from .render import RenderRequest
 from .yamlio import YamlProblem, load_all
 
@@ -98,31 +99,17 @@ def _fall_back(values: dict, chart: dict, validator: Any) -> dict | None:
             path = tuple(err.absolute_path)
             if not path:
                 return None  # the document as a whole: nothing smaller to drop
-            default = _get(chart, path)
-            if _get(values, path) == default:
+            default = at_path(chart, path, MISSING)
+            if at_path(values, path, MISSING) == default:
                 return None  # the chart's own default is refused
-            changed |= _set(values, path, copy.deepcopy(default)) if default is not _MISSING else _drop(values, path)
+            changed |= _set(values, path, copy.deepcopy(default)) if default is not MISSING else _drop(values, path)
         if not changed:
             return None
     return None
 
 
-_MISSING = object()
-
-
-def _get(data: Any, path: tuple) -> Any:
-    for p in path:
-        if isinstance(data, dict) and p in data:
-            data = data[p]
-        elif isinstance(data, list) and isinstance(p, int) and 0 <= p < len(data):
-            data = data[p]
-        else:
-            return _MISSING
-    return data
-
-
 def _set(data: Any, path: tuple, value: Any) -> bool:
-    parent = _get(data, path[:-1])
+    parent = at_path(data, path[:-1], MISSING)
     if isinstance(parent, (dict, list)):
         parent[path[-1]] = value
         return True
@@ -130,7 +117,7 @@ def _set(data: Any, path: tuple, value: Any) -> bool:
 
 
 def _drop(data: Any, path: tuple) -> bool:
-    parent = _get(data, path[:-1])
+    parent = at_path(data, path[:-1], MISSING)
     if isinstance(parent, dict) and path[-1] in parent:
         del parent[path[-1]]
         return True

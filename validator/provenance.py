@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .findings import RENDERED_BY, Location
-from .model import Manifest, dig, walk
+from .model import MISSING, Manifest, at_path, dig, walk
 from .yamlio import YamlProblem, decode, load_all
 
 
@@ -121,7 +121,7 @@ def _missing_line(lines: list[str], path: tuple, obj: dict | None) -> int | None
     if obj is None:
         return None
     n = 0
-    while n < len(path) and _exists(obj, path[: n + 1]):
+    while n < len(path) and at_path(obj, path[: n + 1], MISSING) is not MISSING:
         n += 1
     if n == len(path) or not isinstance(path[n], str):
         return None
@@ -131,17 +131,6 @@ def _missing_line(lines: list[str], path: tuple, obj: dict | None) -> int | None
         return None
     above = next((i for i in range(hits[0] - 1, -1, -1) if lines[i].strip()), None)
     return above + 1 if above is not None and _GUARD.match(lines[above]) else hits[0] + 1
-
-
-def _exists(obj: Any, path: tuple) -> bool:
-    for p in path:
-        if isinstance(obj, dict) and p in obj:
-            obj = obj[p]
-        elif isinstance(obj, list) and isinstance(p, int) and 0 <= p < len(obj):
-            obj = obj[p]
-        else:
-            return False
-    return True
 
 
 def template_line(repo: Path, file: str | None, path: tuple, value: Any = None, any_key: bool = False,
@@ -249,7 +238,7 @@ class ValueIndex:
         keys = [p for p in path if isinstance(p, str)]
         if not keys or path[-1] != keys[-1]:
             return None
-        value = _get(obj, path)
+        value = at_path(obj, path)
         if value is not None and not _scalar(value):
             return None
         text = _text(value)
@@ -263,14 +252,3 @@ def _scalar(value: Any) -> bool:
 
 def _text(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _get(obj: Any, path: tuple) -> Any:
-    for p in path:
-        if isinstance(obj, dict) and p in obj:
-            obj = obj[p]
-        elif isinstance(obj, list) and isinstance(p, int) and 0 <= p < len(obj):
-            obj = obj[p]
-        else:
-            return None
-    return obj

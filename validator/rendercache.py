@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from . import __version__, tools
 
@@ -46,10 +46,9 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def tree_digest(root: Path) -> list:
-    """(relative path, real path, content hash) of every file under ``root``, symlinks followed
-    (as helm follows them), each real directory visited once."""
-    out = []
+def chart_files(root: Path) -> Iterator[Path]:
+    """Every file under ``root`` in sorted order, symlinks followed (as helm follows them), each
+    real directory visited once."""
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real_dir = os.path.realpath(dirpath)
@@ -59,11 +58,17 @@ def tree_digest(root: Path) -> list:
         seen.add(real_dir)
         dirnames.sort()
         for name in sorted(filenames):
-            p = Path(dirpath) / name
-            try:
-                out.append([str(p.relative_to(root)), os.path.realpath(p), _file_digest(p)])
-            except OSError as e:  # a dangling link: helm will say so; its absence is part of the key
-                out.append([str(p.relative_to(root)), os.path.realpath(p), f"unreadable: {e.strerror}"])
+            yield Path(dirpath) / name
+
+
+def tree_digest(root: Path) -> list:
+    """(relative path, real path, content hash) of every file under ``root`` (``chart_files``)."""
+    out = []
+    for p in chart_files(root):
+        try:
+            out.append([str(p.relative_to(root)), os.path.realpath(p), _file_digest(p)])
+        except OSError as e:  # a dangling link: helm will say so; its absence is part of the key
+            out.append([str(p.relative_to(root)), os.path.realpath(p), f"unreadable: {e.strerror}"])
     return out
 
 
