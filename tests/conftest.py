@@ -33,6 +33,18 @@ def tool_env(path_prefix: str | None = None) -> dict[str, str]:
     return env
 
 
+def helm_logged(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """``tool_env`` whose helm is the pinned one behind a wrapper that writes each call's arguments
+    as a line of the returned log file (how tests count and inspect helm runs)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "helm.log"
+    (bindir / "helm").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {TOOLS / "helm"} "$@"\n')
+    (bindir / "helm").chmod(0o755)
+    (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
+    return tool_env(str(bindir)), log
+
+
 @dataclass
 class Run:
     code: int

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 
-from conftest import ROOT, TOOLS, run_cli, tool_env
+from conftest import ROOT, helm_logged, run_cli, tool_env
 
 
 def validate(repo: Path, *args: str, cache: Path | None = None):
@@ -29,13 +29,8 @@ def test_this_repo_validates_with_zero_errors(tmp_path):
 
 def test_renders_with_argo_cd_flags(tmp_path):
     """A helm wrapper records the arguments; they must be the ones Argo CD's repo server uses."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    log = tmp_path / "helm.log"
-    (bindir / "helm").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {TOOLS / "helm"} "$@"\n')
-    (bindir / "helm").chmod(0o755)
-    (bindir / "kubeconform").symlink_to(TOOLS / "kubeconform")
-    r = run_cli("--repo", str(ROOT), "--no-cache", env=tool_env(str(bindir)))
+    env, log = helm_logged(tmp_path)
+    r = run_cli("--repo", str(ROOT), "--no-cache", env=env)
     assert r.code == 0, r.out + r.err
     calls = log.read_text().splitlines()
     backend = next(c for c in calls if "apps/todo-backend " in c + " ")

@@ -33,6 +33,9 @@ class Target:
     argocd_dir: Path | None = None
     #: argocd-cm kustomize.buildOptions (none by default)
     kustomize_build_options: tuple[str, ...] = ()
+    #: source path -> the symlinks under it that leave the repo, shared by the run's Targets: apps
+    #: that render one chart scan it once
+    links_out: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,7 +131,9 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
         out.paths.add(path)
         namespace = str(dest.get("namespace") or "")
         # helm and the directory reader follow symlinks: look before anything is read
-        leaving = confine.links_out(repo, path)
+        if path not in target.links_out:
+            target.links_out[path] = confine.links_out(repo, path)
+        leaving = target.links_out[path]
         if leaving:
             for rel in leaving:
                 out.findings.append(confine.symlink_finding(rel, "file", app=app.name, obj=app.ref))

@@ -264,6 +264,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     pending = [_App(m, m.cluster) for m in top]
     helm_runs = cache_hits = 0
     capped = False  # past limits.maxApplications
+    links_out: dict[str, list[str]] = {}  # source path -> symlinks leaving the repo (confine.links_out), once per run
     unrendered: dict[str | None, set[tuple[str, str]]] = {}  # cluster -> (app, namespace) that did not render
     # Each cluster's Argo CD install first: its argocd-cm holds kustomize.buildOptions.
     build_options: dict[str | None, tuple[str, ...]] = {}
@@ -298,7 +299,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 apps[key] = a
                 version = version_of(a.cluster)
                 target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files,
-                                          argocd_dir, build_options.get(a.cluster, ()))
+                                          argocd_dir, build_options.get(a.cluster, ()), links_out)
                 try:
                     prep = appsource.prepare(a.manifest, repo, config, target)
                 except Exception as e:  # noqa: BLE001 - a malformed Application is a finding, never a crash

@@ -189,7 +189,12 @@ def workload_rows(ctx: Context, nodes: int) -> list[Row]:
 
 
 def budget(ctx: Context) -> Budget | None:
-    """The cluster's budget; None when the context is not a cluster's."""
+    """The cluster's budget, summed once per run (the rules and `--capacity` read the same one);
+    None when the context is not a cluster's."""
+    return ctx.derived("capacity.budget", lambda: _budget(ctx))  # type: ignore[return-value]
+
+
+def _budget(ctx: Context) -> Budget | None:
     facts = ctx.facts
     if facts is None:
         return None
