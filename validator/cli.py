@@ -7,16 +7,17 @@ Exit codes: 0 no error findings (warnings allowed), 1 at least one error finding
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import signal
 import sys
 from pathlib import Path
 
-# Only light modules here: `--help` and `--version` must start fast. The pipeline (yaml, jsonschema,
-# the rules) is imported in main(), after the arguments parsed.
-from . import __version__, config as config_mod, report, suppress, tools
-from .findings import Severity
+# Only argparse here: `--help` and `--version` must start fast (tests/test_performance.py). Everything
+# else (the pipeline, yaml, jsonschema, the rules, even dataclasses and subprocess) is imported
+# after the arguments parsed.
+from . import CONFIG_NAME, __version__
+
+#: report.FORMATS' names, spelled out so that `--help` need not import the report (a test checks they agree).
+FORMATS = ("github", "json", "junit", "sarif", "text")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 #: What stderr says when the validator itself failed (the tests look for it: it must never happen).
@@ -32,11 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="changed files, or manifests with --manifests ('-' for stdin)")
     p.add_argument("--repo", type=Path, help="repository root (default: the git top level of the working directory)")
     p.add_argument("--manifests", action="store_true", help="PATHs are rendered Kubernetes manifests: no Helm, no Argo CD")
-    p.add_argument("--format", choices=sorted(report.FORMATS), default="text")
+    p.add_argument("--format", choices=FORMATS, default="text")
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE (the summary line still goes to stderr)")
     p.add_argument("--rules-url", metavar="URL", help="SARIF helpUri base: where docs/rules.md is published "
                    "(default: the package's Documentation URL)")
-    p.add_argument("--config", type=Path, help=f"config file (default: {config_mod.DEFAULT_NAME} at the repo root)")
+    p.add_argument("--config", type=Path, help=f"config file (default: {CONFIG_NAME} at the repo root)")
     p.add_argument("--kubernetes-version", metavar="X.Y", help="override the cluster's Kubernetes version")
     p.add_argument("--schema-dir", type=Path, help="offline schemas (default: .tools/schemas at the repo root)")
     p.add_argument("--baseline", type=Path, metavar="FILE", help="do not report the findings recorded in FILE (block only new ones)")
@@ -87,9 +88,15 @@ def _relative(paths: list[str], repo: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # subcommands; a repo file named so is passed as ./doctor. --help, --version and bad usage exit
+    # in parse_args, before the imports below.
+    args = None if argv[:1] in (["doctor"], ["tools"]) else _parser().parse_args(argv)
+    import signal
+    from . import report, tools
     tools.install_signal_handlers()
     try:
-        return _main(argv)
+        return _main(argv, args)
     except tools.Interrupted as e:  # helm and kubeconform are stopped, temporary files removed
         print(f"gitops-validate: interrupted by {signal.Signals(e.signum).name}", file=sys.stderr)
         return e.exit_code
@@ -102,20 +109,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANNOT_RUN
 
 
-def _main(argv: list[str] | None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["doctor"], ["tools"]):  # subcommands; a repo file named so is passed as ./doctor
+def _main(argv: list[str], args: argparse.Namespace | None) -> int:
+    if args is None:
         from . import toolchain
         return toolchain.main(argv)
-    args = _parser().parse_args(argv)
-    from . import confine, pipeline, rendercache
     from .rules import REGISTRY
-    from .rules.capacity import format_table
-    from .schemastore import normalize_version
     if args.list_rules:
         for rule in REGISTRY.values():
             print(f"{rule.id:<38} {rule.severity.value:<8} {rule.summary}")
         return EXIT_OK
+    import dataclasses
+    from . import config as config_mod, confine, pipeline, rendercache, report, suppress
+    from .findings import Severity
+    from .rules.capacity import format_table
+    from .schemastore import normalize_version
     err = sys.stderr
     repo = args.repo or _git_toplevel(Path.cwd()) or Path.cwd()
     if not repo.is_dir():

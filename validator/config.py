@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import CONFIG_NAME as DEFAULT_NAME
 from .findings import Severity
 
-DEFAULT_NAME = ".gitops-validator.yaml"
 DEFAULT_KUBERNETES_VERSION = "1.35.0"
 
 _SECRET = {

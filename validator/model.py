@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .findings import ObjectRef
-from .yamlio import Document
+if TYPE_CHECKING:  # annotations only: `--list-rules` does not load yaml
+    from .yamlio import Document
 
 #: Kinds that have no namespace (Argo CD puts every other kind into the destination namespace).
 CLUSTER_SCOPED = frozenset({

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..findings import Problem, Severity
 from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, dig, pod_labels, port_number, selector_matches
-from ..yamlio import Document
+if TYPE_CHECKING:  # annotations only: `--list-rules` does not load yaml
+    from ..yamlio import Document
 
 
 def node_ports(m: Manifest) -> list[tuple[int, int]]:
