@@ -42,6 +42,29 @@ def test_list_rules_loads_the_rules_but_not_yaml_nor_jsonschema():
     assert heavy == [], f"--list-rules imports {heavy}"
 
 
+def test_a_warm_run_imports_no_jsonschema_and_a_bad_config_is_still_refused(repo_copy, tmp_path):
+    """The config's schema check is remembered in the cache by the config's data (jsonschema is the
+    largest import of a warm run); any other data is checked again."""
+    env = tool_env() | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache")}
+
+    def run(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+        p = subprocess.run([sys.executable, "-X", "importtime", str(CLI), "--repo", str(repo_copy), *args],
+                           env=env, capture_output=True, text=True, timeout=300)
+        return p, {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+
+    cold, cold_modules = run()
+    assert cold.returncode == 0 and "jsonschema" in cold_modules, cold.stderr[-2000:]
+    warm, warm_modules = run()
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert "gitops_validate.pipeline" in warm_modules
+    assert not {m for m in warm_modules if m.split(".")[0] in ("jsonschema", "referencing")}, warm_modules
+    config = repo_copy / ".gitops-validator.yaml"
+    config.write_text(config.read_text() + "limits:\n  deadlineSeconds: soon\n")
+    bad, _ = run()
+    assert bad.returncode == 2 and "deadlineSeconds" in bad.stderr, bad.stderr[-2000:]
+    assert run("--no-cache")[0].returncode == 2
+
+
 def test_the_cli_names_every_report_format():
     """cli.FORMATS is spelled out so that `--help` need not import the report: it must stay report.FORMATS' names."""
     from gitops_validate import cli, report

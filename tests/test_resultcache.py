@@ -173,3 +173,77 @@ def test_a_damaged_entry_is_recomputed_not_trusted(repo, tmp_path, damage):
     for p in entries(tmp_path):   # rewritten with what was recomputed
         assert resultcache.Entry.load(p.read_text()) is not None
     assert validate(repo, env=env) == good
+
+
+# --- kubeconform's verdicts, per object (schema.check_objects with the result cache) -----------
+
+WIDGET_CRD = """apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {type: %s}
+"""
+WIDGET = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: default}\nspec: {size: 3}\n"
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, namespace: default}
+spec:
+  selector: {matchLabels: {app: d}}
+  template:
+    metadata: {labels: {app: d}}
+    spec: {containers: [{name: c, image: "nginx:1.27", bogus: 1}]}
+"""
+
+
+def test_kubeconform_verdicts_are_reused_and_follow_the_crds(tmp_path):
+    """A verdict is kubeconform's own, stored by the object's text, the Kubernetes version and the
+    CRDs of the run that define its kind: a second check of the same objects runs no kubeconform and
+    finds the same; a changed CRD re-checks its kinds (and only those); a changed object is checked again."""
+    from gitops_validate import schema
+    from gitops_validate.model import Manifest
+    from gitops_validate.rendercache import RenderCache
+    from gitops_validate.yamlio import load_all
+
+    log = tmp_path / "kubeconform.log"
+    wrapper = tmp_path / "kubeconform"   # the real kubeconform, each run's files logged
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {ROOT / ".tools/bin/kubeconform"} "$@"\n')
+    wrapper.chmod(0o755)
+    known = resultcache.ResultCache(RenderCache(tmp_path / "cache"), {"kubeconform": resultcache.file_stamp(wrapper)})
+
+    def check(*texts: str) -> list:
+        ms = [Manifest(d.data, f"f{i}.yaml", d.line, yaml=d) for i, t in enumerate(texts) for d in load_all(t)]
+        return sorted((f.rule, f.file, f.message) for f in
+                      schema.check_objects(ms, str(wrapper), ROOT / ".tools/schemas", "1.35.1", known))
+
+    def runs() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    first = check(WIDGET_CRD % "integer", WIDGET, DEPLOYMENT)
+    assert [r for r, _, _ in first] == ["schema/invalid"] and "bogus" in first[0][2], first
+    assert runs() == 1
+    assert check(WIDGET_CRD % "integer", WIDGET, DEPLOYMENT) == first and runs() == 1   # all from the cache
+    # the CRD now says size is a string: the Widget is re-checked (with the run's CRD schemas), the Deployment not
+    second = check(WIDGET_CRD % "string", WIDGET, DEPLOYMENT)
+    assert runs() == 2
+    assert sorted(r for r, _, _ in second) == ["schema/invalid", "schema/invalid"], second
+    assert any(f == "f1.yaml" and "size" in msg for _, f, msg in second), second
+    assert second == sorted((f.rule, f.file, f.message) for f in schema.check_objects(
+        [Manifest(d.data, f"f{i}.yaml", d.line, yaml=d) for i, t in enumerate((WIDGET_CRD % "string", WIDGET, DEPLOYMENT))
+         for d in load_all(t)], str(wrapper), ROOT / ".tools/schemas", "1.35.1"))   # the same as without a cache
+    # the Deployment fixed: checked again, valid
+    assert check(WIDGET_CRD % "string", WIDGET, DEPLOYMENT.replace(", bogus: 1", ""))[0][1] == "f1.yaml"
+    assert runs() == 4   # the no-cache check above, and this one

@@ -138,7 +138,7 @@ def _main(argv: list[str], args: argparse.Namespace | None) -> int:
               "not read (make it a file in the repo, or pass --config)", file=err)
         return EXIT_CANNOT_RUN
     try:
-        cfg = config_mod.load(cfg_path, set(REGISTRY))
+        cfg = config_mod.load(cfg_path, set(REGISTRY), None if args.no_cache else rendercache.default_dir(repo))
     except config_mod.ConfigError as e:
         print(f"gitops-validate: bad config: {e}", file=err)
         return EXIT_CANNOT_RUN

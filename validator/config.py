@@ -121,9 +121,24 @@ def _is_glob(rule: str) -> bool:
     return any(c in rule for c in "*?[")
 
 
-def load(path: Path | None, known_rules: set[str]) -> Config:
-    import jsonschema  # here, not at the top: `gitops-validate --help` does not need it (nor yaml)
+def _valid_before(memo: Path | None, data: object) -> Path | None:
+    """The marker saying that this config's data passed SCHEMA before (in the render cache's folder,
+    by a digest of the schema, the data and the validator's version), or None when it cannot be named."""
+    if memo is None:
+        return None
+    import hashlib
+    import json
+    from . import __version__
+    try:
+        text = json.dumps([__version__, SCHEMA, data], sort_keys=True)
+    except (TypeError, ValueError, RecursionError):  # keys that are not text (a malformed config): no marker
+        return None
+    return memo / f"config-{hashlib.sha256(text.encode()).hexdigest()}.valid"
 
+
+def load(path: Path | None, known_rules: set[str], memo: Path | None = None) -> Config:
+    """The config at ``path``. With ``memo`` (the render cache's folder), a config whose data passed
+    the schema before is not validated again: jsonschema is the largest import of a warm run."""
     from .schemastore import normalize_version
     from .yamlio import YamlProblem, decode, load_one
 
@@ -142,12 +157,21 @@ def load(path: Path | None, known_rules: set[str]) -> Config:
         for v in data["rules"].values():
             if isinstance(v, dict) and v.get("severity") is False:
                 v["severity"] = "off"
-    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        where = doc.line_of(list(e.path)) if doc else None
-        loc = "/".join(str(p) for p in e.path) or "(top level)"
-        raise ConfigError(f"{path}:{where or 1}: {loc}: {e.message}")
+    marker = _valid_before(memo, data)
+    if marker is None or not marker.is_file():
+        import jsonschema  # here, not at the top: `gitops-validate --help` does not need it (nor yaml)
+        errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path))
+        if errors:
+            e = errors[0]
+            where = doc.line_of(list(e.path)) if doc else None
+            loc = "/".join(str(p) for p in e.path) or "(top level)"
+            raise ConfigError(f"{path}:{where or 1}: {loc}: {e.message}")
+        if marker is not None:
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:
+                pass  # no marker: validated again next time
     sev: dict[str, Severity | None] = {}
     rule_exclude: dict[str, tuple[str, ...]] = {}
     # Globs first, exact ids last: `secrets/*: warning` then `secrets/literal-value: error` means what it says.

@@ -15,13 +15,11 @@ import json
 import os
 import posixpath
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import urldefrag
 
-import referencing
-import referencing.exceptions
-from jsonschema_specifications import REGISTRY as SPECIFICATIONS
-from referencing.jsonschema import DRAFT7
+if TYPE_CHECKING:  # imported where used: a run whose values come from the result cache needs none of them
+    import referencing
 
 from .findings import Finding, Severity
 from .render import inside
@@ -92,6 +90,8 @@ class RefRefused(Exception):
 
 def chart_registry(repo: Path, chart: str) -> referencing.Registry:
     """A registry that retrieves a ``$ref`` only as a JSON file inside the chart directory."""
+    import referencing
+    from referencing.jsonschema import DRAFT7
     base = repo / chart
 
     def retrieve(uri: str) -> referencing.Resource:
@@ -126,6 +126,9 @@ def _refs(schema: Any) -> Iterator[str]:
 def unresolvable_refs(schema: Any, registry: referencing.Registry) -> list[tuple[str, str]]:
     """(ref, why) for every ``$ref`` of ``schema`` that does not resolve inside the chart. Checked
     eagerly, for every ref (not only those the values reach), because helm resolves them all."""
+    import referencing.exceptions
+    from jsonschema_specifications import REGISTRY as SPECIFICATIONS
+    from referencing.jsonschema import DRAFT7
     resolver = SPECIFICATIONS.combine(registry).with_resource(
         "", referencing.Resource.from_contents(schema, default_specification=DRAFT7)).resolver()
     out = []
@@ -139,6 +142,7 @@ def unresolvable_refs(schema: Any, registry: referencing.Registry) -> list[tuple
 
 def ref_problem(error: BaseException) -> str:
     """Why a ``$ref`` did not resolve, in words."""
+    import referencing.exceptions
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, RefRefused):

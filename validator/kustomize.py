@@ -17,6 +17,7 @@ in the user's kustomization (kustomize exits 1 with ``Error: ...``) is a finding
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -447,12 +449,18 @@ def _documents(text: str, req: KustomizeRequest) -> list[dict]:
     return json.loads(json.dumps(docs, default=str))  # timestamps etc. as the strings JSON would carry
 
 
+@functools.lru_cache(maxsize=256)
+def _origin(text: str) -> Any:
+    """An origin annotation, parsed once per text (the objects of one file share it; read, never changed)."""
+    return yaml.safe_load(text) or {}
+
+
 def _manifests(docs: list[dict], req: KustomizeRequest, where: _Locator) -> list[Manifest]:
     out: list[Manifest] = []
     for doc in docs:
         meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
         annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
-        origin = yaml.safe_load(annotations.pop(ORIGIN, "") or "") or {}
+        origin = _origin(annotations.pop(ORIGIN, "") or "")
         if not annotations:
             meta.pop("annotations", None)
         if meta and not meta.get("namespace") and doc.get("kind") not in CLUSTER_SCOPED and req.namespace:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, determinism, discover, kustomize, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
@@ -326,7 +326,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                     vf, ok = schema.check_values(repo, req) if in_scope else ([], True)
                     a.findings += vf
                     # after a values error, the valid part of the values still renders (partialrender.py)
-                    part = req if ok else partialrender.valid_part(repo, req)
+                    part = req if ok else _partialrender().valid_part(repo, req)
                     if rkey and in_scope and ok:  # only what this run checks in full is stored (a partial render is not)
                         fresh[id(req)] = _Fresh(rkey, vf, ok)
                     if part is not None:
@@ -402,7 +402,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             continue
         by_version.setdefault(version_of(m.cluster), []).append(m)
     for v, batch in sorted(by_version.items()):
-        findings += _check_objects(batch, kubeconform, root, v, fresh_ids, schema_of)
+        findings += _check_objects(batch, kubeconform, root, v, fresh_ids, schema_of, stored)
     # a cached object re-runs only the rules that read other objects; the others' findings are stored
     only = {k: o.cross for k, o in cached_objects.items()}
     record: dict[int, tuple[list[Finding], list[str]]] | None = {} if fresh_ids else None
@@ -452,6 +452,11 @@ def _result_cache(opts: Options, cache: RenderCache, kubeconform: str, root: Pat
     return resultcache.ResultCache(cache, {"config": opts.config, "kubeconform": stamp(Path(kubeconform)), "schemas": schemas})
 
 
+def _partialrender():
+    from . import partialrender  # only after a values error: not on a clean run's import path
+    return partialrender
+
+
 def _result_context(req: render.RenderRequest, version: str, disc: discover.Discovery) -> list:
     """What a request's results depend on beyond its render key: the findings name its app and
     point at its Application, and rules read its cluster's facts."""
@@ -461,7 +466,7 @@ def _result_context(req: render.RenderRequest, version: str, disc: discover.Disc
 
 
 def _check_objects(batch: list[Manifest], kubeconform: str, root: Path, version: str, record_ids: set[int],
-                   record: dict[int, list[Finding]]) -> list[Finding]:
+                   record: dict[int, list[Finding]], known: resultcache.ResultCache | None = None) -> list[Finding]:
     """schema.check_objects, and for the objects in ``record_ids`` (rendered by this run, for the
     result cache) their own findings in ``record``: they go in as copies whose app is a token that
     names the object, and their findings come back under the real app."""
@@ -474,7 +479,7 @@ def _check_objects(batch: list[Manifest], kubeconform: str, root: Path, version:
             m = dataclasses.replace(m, app=token)
         sent.append(m)
     out = []
-    for f in schema.check_objects(sent, kubeconform, root, version):
+    for f in schema.check_objects(sent, kubeconform, root, version, known):
         m = owner.get(f.app)
         if m is not None:
             f = dataclasses.replace(f, app=m.app)

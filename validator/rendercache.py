@@ -105,8 +105,8 @@ class RenderCache:
     def helm_identity(self, helm: str) -> str:
         """Once per run: the content hash of the helm binary (symlinks resolved) and what it reports
         as its version, so that a shim switching helm behind one path changes every key. Hashing
-        64 MB costs more than a warm run, so the hash is remembered in the cache folder by the
-        binary's real path, size, mtime, ctime and inode (a rewrite changes its ctime)."""
+        64 MB costs more than a warm run, so the hash (and a binary's version) is remembered in the
+        cache folder by the binary's real path, size, mtime, ctime and inode (a rewrite changes its ctime)."""
         with self._helm_lock:
             if self._helm is None:
                 real = os.path.realpath(helm)
@@ -117,10 +117,20 @@ class RenderCache:
                 if digest is None:
                     digest = _file_digest(Path(real))
                     self.put_file(memo, digest)
-                proc = tools.run("helm", [helm, "version"], VERSION_TIMEOUT)
-                if proc.returncode != 0:
-                    raise tools.ToolFailed("helm", f"{tools.describe_exit(proc.returncode)} on `helm version`", proc.stderr)
-                self._helm = digest + " " + proc.stdout.decode("utf-8", "replace").strip()
+                # A binary's `helm version` is a function of its content: remembered like the hash. A
+                # script (a shim) may call another helm each time: asked on every run.
+                with open(real, "rb") as fh:
+                    script = fh.read(2) == b"#!"
+                version_memo = memo.with_suffix(".version")
+                version = None if script else self.get_file(version_memo)
+                if version is None:
+                    proc = tools.run("helm", [helm, "version"], VERSION_TIMEOUT)
+                    if proc.returncode != 0:
+                        raise tools.ToolFailed("helm", f"{tools.describe_exit(proc.returncode)} on `helm version`", proc.stderr)
+                    version = proc.stdout.decode("utf-8", "replace").strip()
+                    if not script:
+                        self.put_file(version_memo, version)
+                self._helm = digest + " " + version
             return self._helm
 
     def key(self, repo: Path, req: "RenderRequest", helm: str) -> str:

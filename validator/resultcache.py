@@ -35,6 +35,7 @@ from .findings import Finding
 from .rendercache import RenderCache
 
 SUFFIX = ".result.json"
+VERDICT_SUFFIX = ".kubeconform.json"
 FORMAT = 1
 
 
@@ -204,3 +205,24 @@ class ResultCache:
         except (TypeError, ValueError, KeyError, RecursionError):
             return
         self.renders.put_file(self.renders.directory / f"{key}{SUFFIX}", text)
+
+    # --- kubeconform's verdict on one object (schema.check_objects) --------------------------
+
+    def verdict_key(self, text: str, kube_version: str, crds: str) -> str:
+        """By the object's text as kubeconform reads it, the Kubernetes version and the digest of
+        the run's CRDs when one defines its kind (the context holds kubeconform and the schemas)."""
+        return hashlib.sha256(json.dumps([self._base, "kubeconform", kube_version, crds, text]).encode()).hexdigest()
+
+    def get_verdict(self, key: str) -> dict | None:
+        text = self.renders.get_file(self.renders.directory / f"{key}{VERDICT_SUFFIX}")
+        try:
+            data = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        if not (isinstance(data, dict) and data.get("status") in ("statusValid", "statusInvalid", "statusError")
+                and isinstance(data.get("msg"), str)):
+            return None  # absent, damaged or foreign: a miss, checked again and replaced
+        return data
+
+    def put_verdict(self, key: str, verdict: dict) -> None:
+        self.renders.put_file(self.renders.directory / f"{key}{VERDICT_SUFFIX}", json.dumps(verdict))

@@ -6,23 +6,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-import referencing.exceptions
+from typing import TYPE_CHECKING, Any
 
 from . import confine, schemastore, tools
 from .findings import Finding, Severity
-from .model import Manifest, walk
+from .model import Manifest, dig, walk
 from .render import RenderRequest
 from .rules.secrets import looks_secret
 from .yamlio import Document, YamlProblem, decode, load_all
+
+if TYPE_CHECKING:
+    from .resultcache import ResultCache
 
 KUBECONFORM_TIMEOUT = 120
 _AT = re.compile(r"- at '([^']*)': (.*?)(?=\s+- at '|$)", re.S)
@@ -52,14 +53,29 @@ def _decoded_size(value: str) -> int:
         return len(value) * 3 // 4  # not base64: schema/invalid says so; the size is an estimate
 
 
-def api_server_limits(m: Manifest) -> list[Finding]:
+def _json(doc: Any) -> str | None:
+    """The object as kubeconform reads it (None: it cannot be written as JSON)."""
+    try:
+        return json.dumps(doc, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def _maybe_non_finite(text: str | None) -> bool:
+    """False only when no float in the object is nan or infinite: json.dumps (in C) writes those as
+    NaN, Infinity or -Infinity, so the walk in Python that names their paths runs only on the rare
+    object whose JSON has such a word (or that has no JSON)."""
+    return text is None or "NaN" in text or "Infinity" in text
+
+
+def api_server_limits(m: Manifest, text: str | None = None) -> list[Finding]:
     """Findings for what the API server refuses although the schema allows it."""
     out: list[Finding] = []
 
     def add(rule: str, msg: str, path: tuple) -> None:
         out.append(Finding(rule, Severity.ERROR, f"{m.kind} {m.name}: {msg}", m.file, m.line_of(path), m.ref, m.app))
 
-    for path, value in walk(m.doc):
+    for path, value in walk(m.doc) if _maybe_non_finite(_json(m.doc) if text is None else text) else ():
         if isinstance(value, float) and not math.isfinite(value):
             add("schema/non-finite-number", f"{'.'.join(map(str, path)) or '(document)'} is {value}, "
                 "which JSON (and so the API server) cannot represent", path)
@@ -87,33 +103,28 @@ def api_server_limits(m: Manifest) -> list[Finding]:
     return out
 
 
-def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path, kube_version: str) -> list[Finding]:
-    """Every object through one kubeconform process; its JSON mapped back to findings."""
+def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path, kube_version: str,
+                  known: "ResultCache | None" = None) -> list[Finding]:
+    """Every object through one kubeconform process (but those whose verdict ``known`` holds); its
+    JSON mapped back to findings."""
     findings: list[Finding] = []
     checkable: list[Manifest] = []
+    texts: list[str | None] = []   # each checkable object's JSON, written once
     for m in manifests:
         if not m.api_version or not m.kind or not m.name:
             missing = [k for k, v in (("apiVersion", m.api_version), ("kind", m.kind), ("metadata.name", m.name)) if not v]
             findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
                                     f"not a Kubernetes object: no {', '.join(missing)}", m.file, m.line, None, m.app))
             continue
-        limits = api_server_limits(m)
+        text = _json(m.doc)
+        limits = api_server_limits(m, text)
         findings += limits
         if not any(f.rule == "schema/non-finite-number" for f in limits):  # not JSON: kubeconform cannot read it
             checkable.append(m)
+            texts.append(text)
     if not checkable:
         return findings
-    with tempfile.TemporaryDirectory(prefix="gitops-validate-") as tmp:
-        tmpdir = Path(tmp)
-        crds = [m.doc for m in checkable if m.kind == "CustomResourceDefinition"]
-        crd_root = tmpdir / "crds" if crds and schemastore.write_crd_schemas(crds, tmpdir / "crds") else None
-        keys = _write_batches(checkable, tmpdir)
-        files = sorted({k[0] for k in keys}, key=lambda f: int(Path(f).stem))
-        # -verbose: a result for every object, valid ones too, so that each can be accounted for
-        cmd = [kubeconform, "-strict", "-verbose", "-output", "json", "-kubernetes-version", kube_version.lstrip("v")]
-        for loc in schemastore.schema_locations(schema_root, kube_version, crd_root):
-            cmd += ["-schema-location", loc]
-        results = _kubeconform_results(tools.run("kubeconform", cmd + files, KUBECONFORM_TIMEOUT), keys)
+    results = _verdicts(checkable, texts, kubeconform, schema_root, kube_version, known)
     minor = schemastore.kubernetes_minor(kube_version)
     for i, r in enumerate(results):
         m = checkable[i]
@@ -139,6 +150,52 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
             else:
                 findings.append(Finding("schema/invalid", Severity.ERROR, msg, m.file, m.line, m.ref, m.app))
     return findings
+
+
+def _verdicts(checkable: list[Manifest], texts: list[str | None], kubeconform: str, schema_root: Path,
+              kube_version: str, known: "ResultCache | None") -> list[dict]:
+    """kubeconform's result for each object: from ``known`` (the result cache, by the exact text
+    kubeconform would read, the Kubernetes version and, for a kind that a CRD of the run defines,
+    those CRDs; its context holds kubeconform's and the schema tree's identity), else from one
+    kubeconform run over the others. The run's CRD schemas are written only when an object needs them."""
+    crds = [m.doc for m in checkable if m.kind == "CustomResourceDefinition"]
+    crd_kinds = {str(dig(d, "spec", "names", "kind")).lower() for d in crds}
+    keys: list[str | None] = [None] * len(checkable)
+    if known is not None:
+        crd_digest = hashlib.sha256()
+        for m, text in zip(checkable, texts):
+            if m.kind == "CustomResourceDefinition":
+                crd_digest.update(f"{text}\0".encode())
+        of_crds = crd_digest.hexdigest()
+        keys = [known.verdict_key(text, kube_version, of_crds if m.kind.lower() in crd_kinds else "")
+                if text is not None else None for m, text in zip(checkable, texts)]
+    results = [known.get_verdict(k) if known is not None and k else None for k in keys]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        batch = [checkable[i] for i in todo]
+        # the run's CRD schemas come last in the schema locations, named by kind: only those kinds reach them
+        needed = crds if any(m.kind.lower() in crd_kinds for m in batch) else []
+        for i, r in zip(todo, _run_kubeconform(batch, needed, kubeconform, schema_root, kube_version), strict=True):
+            results[i] = r
+            status, msg = r.get("status"), str(r.get("msg") or "")
+            # a verdict of the object and the schemas alone (not, say, a schema file that could not be read)
+            if keys[i] and (status in ("statusValid", "statusInvalid") or msg.startswith("could not find schema")):
+                known.put_verdict(keys[i], {"status": status, "msg": msg})
+    return results
+
+
+def _run_kubeconform(checkable: list[Manifest], crds: list[dict], kubeconform: str, schema_root: Path,
+                     kube_version: str) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="gitops-validate-") as tmp:
+        tmpdir = Path(tmp)
+        crd_root = tmpdir / "crds" if crds and schemastore.write_crd_schemas(crds, tmpdir / "crds") else None
+        keys = _write_batches(checkable, tmpdir)
+        files = sorted({k[0] for k in keys}, key=lambda f: int(Path(f).stem))
+        # -verbose: a result for every object, valid ones too, so that each can be accounted for
+        cmd = [kubeconform, "-strict", "-verbose", "-output", "json", "-kubernetes-version", kube_version.lstrip("v")]
+        for loc in schemastore.schema_locations(schema_root, kube_version, crd_root):
+            cmd += ["-schema-location", loc]
+        return _kubeconform_results(tools.run("kubeconform", cmd + files, KUBECONFORM_TIMEOUT), keys)
 
 
 _STATUSES = ("statusValid", "statusInvalid", "statusError")
@@ -241,6 +298,7 @@ def _first_document(raw: bytes) -> Document | None:
 def _values_validator(repo: Path, chart: str, schema_text: str) -> tuple[Any, list, Any]:
     """(validator or None, unresolvable $refs, registry) of a chart's schema; built once per chart and text.
     Raises json.JSONDecodeError, jsonschema.SchemaError."""
+    import jsonschema
     schema = json.loads(schema_text)
     # $refs resolve inside the chart only: never the network, never a file elsewhere
     registry = confine.chart_registry(repo, chart)
@@ -363,6 +421,8 @@ def _literal_secrets(data: Any, rel: str, doc: Document, app: str) -> list[Findi
 
 def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
     """Findings for the app's value files, and whether helm may still be run."""
+    import jsonschema  # here, not at the top: a warm run takes the values' findings from the result cache
+    import referencing.exceptions
     findings: list[Finding] = []
     chart_doc, fs = _layer(repo, f"{req.chart}/values.yaml") if (repo / req.chart / "values.yaml").is_file() else (None, [])
     findings += fs

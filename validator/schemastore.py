@@ -17,9 +17,6 @@ CD's CRDs from the package data ``data/crds`` (generated from the pinned Argo CD
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib.metadata
-import importlib.resources
 import json
 import os
 import re
@@ -122,6 +119,7 @@ def _strict_schema_files(wheel: Path | None, minor: str) -> dict[str, Callable[[
     sub = f"kubernetes-json-schema/{minor}.0-local-strict/"
     if wheel is None:
         try:
+            import importlib.resources  # here: a run with its schemas built needs neither these nor importlib.metadata
             base = importlib.resources.files("kubernetes_validate") / sub
         except ModuleNotFoundError:
             raise SystemExit("the kubernetes-validate package is not installed (pip install gitops-validate "
@@ -135,6 +133,7 @@ def _strict_schema_files(wheel: Path | None, minor: str) -> dict[str, Callable[[
 def shipped_minors() -> list[str]:
     """The Kubernetes minors the installed kubernetes-validate ships strict schemas for."""
     try:
+        import importlib.resources
         base = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
     except ModuleNotFoundError:
         return []
@@ -197,7 +196,7 @@ def crd_schemas(crd: dict) -> dict[str, dict]:
         schema = ((ver.get("schema") or {}).get("openAPIV3Schema"))
         if not (group and kind and isinstance(schema, dict)):
             continue
-        schema = _strict(copy.deepcopy(schema))
+        schema = _strict(schema)   # new dicts along every path it or the lines below change: the CRD is not modified
         props = schema.setdefault("properties", {})
         # Every object carries these, whether or not the CRD spells them out.
         props.setdefault("apiVersion", {"type": "string"})
@@ -245,6 +244,7 @@ def user_schemas(root: Path, version: str) -> Path:
     installed kubernetes-validate, CRDs from the package data. Rebuilt when either package changes.
     Each part is built in a temporary directory and renamed into place, so a run that is killed
     half-way leaves nothing half-built behind."""
+    import importlib.metadata
     from . import __version__
     try:
         kv = importlib.metadata.version("kubernetes-validate")
