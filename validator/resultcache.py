@@ -12,6 +12,11 @@ source, what depends on that source alone:
   config's facts (``policy.Watched``); the other rules' ids per object, which re-run every time
   through the Context indexes (cross-object rules see the other apps' current objects).
 
+Beside the entries, kubeconform's verdict on each object it checked (``verdict_key``: the object's
+JSON, the Kubernetes version, the CRDs of the run that define its kind), so that a run whose objects
+all have one starts no kubeconform (the Argo CD install and the Argo CD objects, re-checked every
+run before).
+
 The key is the render key (helm, chart files, value files, request, validator version) plus a
 digest of the validator's own source files (a code change without a version bump invalidates
 everything), the config, the cluster's facts, the Kubernetes version, the schema tree's identity
