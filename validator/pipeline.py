@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, determinism, discover, helmrenderer, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
@@ -132,7 +132,10 @@ def run(opts: Options) -> Result:
     root = schema_root(opts)
     if opts.manifests:
         return _run_manifests(opts, kubeconform, root, start)
-    return _run_repo(opts, kubeconform, root, start)
+    try:
+        return _run_repo(opts, kubeconform, root, start)
+    finally:
+        helmrenderer.close_all()  # the long-lived helm processes end with the run
 
 
 def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:

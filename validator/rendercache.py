@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from . import __version__, tools
+from . import __version__, helmrenderer, tools
 
 if TYPE_CHECKING:
     from .render import RenderRequest
@@ -104,24 +104,31 @@ class RenderCache:
 
     def helm_identity(self, helm: str) -> str:
         """Once per run: the content hash of the helm binary (symlinks resolved) and what it reports
-        as its version, so that a shim switching helm behind one path changes every key. Hashing
-        64 MB costs more than a warm run, so the hash is remembered in the cache folder by the
+        as its version, and helm-renderer's content hash when there is one, so that a shim
+        switching helm behind one path changes every key. Hashing 64 MB costs more than a warm run, so the hash is remembered in the cache folder by the
         binary's real path, size, mtime, ctime and inode (a rewrite changes its ctime)."""
         with self._helm_lock:
             if self._helm is None:
-                real = os.path.realpath(helm)
-                st = os.stat(real)
-                stamp = f"{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
-                memo = self.directory / f"helm-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.digest"
-                digest = self.get_file(memo)
-                if digest is None:
-                    digest = _file_digest(Path(real))
-                    self.put_file(memo, digest)
+                digest = self._binary_digest(helm)
                 proc = tools.run("helm", [helm, "version"], VERSION_TIMEOUT)
                 if proc.returncode != 0:
                     raise tools.ToolFailed("helm", f"{tools.describe_exit(proc.returncode)} on `helm version`", proc.stderr)
                 self._helm = digest + " " + proc.stdout.decode("utf-8", "replace").strip()
+                renderer = helmrenderer.locate(helm)  # it renders in helm's place: its binary is in the key too
+                if renderer:
+                    self._helm += f" {helmrenderer.NAME} {self._binary_digest(renderer)}"
             return self._helm
+
+    def _binary_digest(self, path: str) -> str:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        stamp = f"{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+        memo = self.directory / f"helm-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.digest"
+        digest = self.get_file(memo)
+        if digest is None:
+            digest = _file_digest(Path(real))
+            self.put_file(memo, digest)
+        return digest
 
     def key(self, repo: Path, req: "RenderRequest", helm: str) -> str:
         parts = {
