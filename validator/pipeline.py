@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, helmrenderer, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, determinism, discover, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
+from .helmrenderer import close_all as close_renderers
 from .model import ClusterFacts, Manifest, dig, sequence
 from .rendercache import RenderCache
 from .rules import POLICY_RULES, Context, refs
@@ -135,7 +136,7 @@ def run(opts: Options) -> Result:
     try:
         return _run_repo(opts, kubeconform, root, start)
     finally:
-        helmrenderer.close_all()  # the long-lived helm processes end with the run
+        close_renderers()  # the long-lived helm processes end with the run
 
 
 def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:
