@@ -8,13 +8,16 @@ each cluster count, every round runs, interleaved (one of each before the next r
   warm        the same again (renders from the cache)
   one file    one values file changed (a new comment: a cache miss), pre-commit style: that path only
   floor       what any validator must do at least: `helm template` per app (as many in parallel
-              as we use) plus one kubeconform over everything
+              as we use) plus one kubeconform over everything (the helm CLI: a process per app)
   manifests   gitops-validate --manifests on the pre-rendered objects (schema + policy, no helm)
   kubeconform kubeconform alone on the same objects
   checkov     checkov (its own venv under .tools, pinned in `versions`) on the same objects
   kube-score  kube-score (built with `go install`, pinned in `versions`) on the same objects
 
-and reports the median seconds, the peak memory (largest process of the run, from wait4's
+Before timing, every app's `helm template` goes through helm-renderer (which our runs render with)
+and the helm CLI: the bench fails unless the bytes are identical.
+
+It reports the median seconds, the peak memory (largest process of the run, from wait4's
 rusage: the maximum resident set of the process and the children it waited for) and the growth
 exponent between sizes (log t2/t1 / log n2/n1; 1.0 is linear). `--baseline REV` adds our warm and
 manifests runs of an older commit, run from `git archive`, for a before/after in the same rounds.
@@ -52,7 +55,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import synth  # noqa: E402  (tests/synth.py: the generator the index tests use too)
-from gitops_validate import schemastore  # noqa: E402
+from gitops_validate import helmrenderer, schemastore  # noqa: E402
 
 TOOLS = ROOT / ".tools"
 DOC = ROOT / "docs" / "performance.md"
@@ -185,6 +188,23 @@ class Subject:
         files = sorted(str(p) for p in self.rendered.glob("*.yaml"))
         _, kc_peak = measure(self.kubeconform_cmd(files), self.repo, tool_env(), ok=(0, 1))
         return time.perf_counter() - start, max(peaks + [kc_peak])
+
+    def check_renderer(self) -> int:
+        """helm-renderer answers every app's `helm template` with the bytes the floor's helm CLI
+        wrote (the cold runs render through it): any difference fails the bench."""
+        helm = str(TOOLS / "bin/helm")
+        env = {**tool_env(), "HELM_NO_PLUGINS": "1"}
+        pool = helmrenderer.Pool(str(TOOLS / "bin" / helmrenderer.NAME), env)
+        try:
+            for name, args in self.helm_commands():
+                cli = subprocess.run([helm, *args], cwd=self.repo, env=env, capture_output=True, stdin=subprocess.DEVNULL)
+                mine = pool.run([helm, *args], self.repo, env, 120)
+                if (mine.returncode, mine.stdout) != (cli.returncode, cli.stdout):
+                    raise Failed(f"helm-renderer and the helm CLI differ on {name} (N={self.apps}x{self.clusters}): "
+                                 f"status {mine.returncode} vs {cli.returncode}, {len(mine.stdout)} vs {len(cli.stdout)} bytes")
+        finally:
+            pool.close()
+        return len(self.helm_commands())
 
     def write_all(self) -> None:
         self.all.write_text("".join(p.read_text() for p in sorted(self.rendered.glob("*.yaml"))))
@@ -413,7 +433,7 @@ def main() -> int:
     if args.quick:
         sizes, cluster_counts, args.rounds, args.no_external, args.objects = [2], [1], 1, True, "100,200"
     object_sizes = [int(n) for n in args.objects.split(",") if n.strip()]
-    for tool in ("helm", "kubeconform"):
+    for tool in ("helm", "kubeconform", "helm-renderer"):
         if not (TOOLS / "bin" / tool).is_file():
             print(f"bench: {TOOLS / 'bin' / tool} is missing: run `make setup`", file=sys.stderr)
             return 2
@@ -434,6 +454,8 @@ def main() -> int:
         objects: dict[tuple[int, int], int] = {}
         for s in subjects:   # pre-render once: the manifests the other tools read
             s.floor()
+            print(f"bench: N={s.apps}x{s.clusters}: helm-renderer and the helm CLI print the same bytes for all "
+                  f"{s.check_renderer()} apps", file=sys.stderr, flush=True)
             s.write_all()
             objects[(s.apps, s.clusters)] = sum(1 for line in s.all.read_text().splitlines()
                                                 if re.match(r"^kind: ", line))

@@ -2,6 +2,7 @@
 # Prepare everything `make validate` and `make test` need, offline afterwards:
 #   .venv/                      this project (editable) with its dev extras
 #   .tools/bin/{helm,kubeconform,kustomize}   pinned, built with `go install`
+#   .tools/bin/helm-renderer    our scripts/helm-renderer on the pinned helm module
 #   .tools/argocd/<ver>/        Argo CD's install.yaml and CRDs, from its Go module
 #   .tools/schemas/             strict JSON schemas kubeconform reads (Kubernetes + Argo CD CRDs)
 #   .tools/wheels/              the validator's runtime dependencies as wheels (offline install tests)
@@ -51,6 +52,16 @@ if ! stamp_ok kubeconform "$KUBECONFORM_VERSION" || [ ! -x "$TOOLS/bin/kubeconfo
   GOBIN="$TOOLS/bin" CGO_ENABLED=0 go install -ldflags "-s -w" \
     "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
   stamp kubeconform "$KUBECONFORM_VERSION"
+fi
+
+# helm-renderer: helm's command line from the same module in one long-lived process (the validator
+# renders through it when it is there; scripts/helm-renderer/main.go). The stamp covers its source.
+renderer_key="$HELM_VERSION $(cat scripts/helm-renderer/go.mod scripts/helm-renderer/go.sum scripts/helm-renderer/*.go | sha256sum | cut -c1-16)"
+if ! stamp_ok helm-renderer "$renderer_key" || [ ! -x "$TOOLS/bin/helm-renderer" ]; then
+  step "building helm-renderer on helm $HELM_VERSION (go install)"
+  (cd scripts/helm-renderer && GOBIN="$TOOLS/bin" CGO_ENABLED=0 GOFLAGS=-mod=readonly go install \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" .)
+  stamp helm-renderer "$renderer_key"
 fi
 
 # kustomize takes its version from the module's build info, so `kustomize version` says v5.8.1.
@@ -118,4 +129,4 @@ fi
 if [ -d .git ] && [ ! -f .git/hooks/pre-commit ]; then
   "$VENV/bin/pre-commit" install >/dev/null && step "installed the pre-commit hook"
 fi
-step "ready (helm $HELM_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, Argo CD $ARGOCD_VERSION, Kubernetes $KUBERNETES_VERSION schemas)"
+step "ready (helm $HELM_VERSION + helm-renderer, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, Argo CD $ARGOCD_VERSION, Kubernetes $KUBERNETES_VERSION schemas)"

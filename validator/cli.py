@@ -195,6 +195,9 @@ def _main(argv: list[str], args: argparse.Namespace | None) -> int:
         report.FORMATS[args.format](result.findings, summary, sys.stdout, colour, **extra)
     if args.verbose:
         print(f"gitops-validate: {result.helm_runs} helm render(s), {result.cache_hits} from cache", file=err)
+        from .helmrenderer import note  # only here: the CLI starts without it
+        if result.helm_runs and note():
+            print(f"gitops-validate: rendered by {note()}", file=err)
     return EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in result.findings) else EXIT_OK
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import appsource, determinism, discover, kustomize, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
+from .helmrenderer import close_all as close_renderers
 from .model import ClusterFacts, Manifest, dig, sequence
 from .rendercache import RenderCache
 from .rules import POLICY_RULES, Context, refs
@@ -132,7 +133,10 @@ def run(opts: Options) -> Result:
     root = schema_root(opts)
     if opts.manifests:
         return _run_manifests(opts, kubeconform, root, start)
-    return _run_repo(opts, kubeconform, root, start)
+    try:
+        return _run_repo(opts, kubeconform, root, start)
+    finally:
+        close_renderers()  # the long-lived helm processes end with the run
 
 
 def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:

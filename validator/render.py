@@ -9,8 +9,9 @@ and value-file paths, value files resolved against the app path and kept inside 
 (or values) > valueFiles, later files over earlier ones.
 
 Renders are cached on disk (rendercache.py) by a hash of everything that feeds helm, so an unchanged
-app costs a file read, and a pre-commit run renders only what the commit changed. helm runs through
-tools.run: a crash, a signal, a timeout or unparsable output is exit 2, a chart error a finding.
+app costs a file read, and a pre-commit run renders only what the commit changed. helm runs in
+helm-renderer's long-lived processes when it is built (helmrenderer.py), else through tools.run:
+a crash, a signal, a timeout or unparsable output is exit 2, a chart error a finding.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import tools
+from . import helmrenderer, tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
 from .rendercache import RenderCache
@@ -128,8 +129,11 @@ def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float) -> tuple
             fd, tmp = tempfile.mkstemp(suffix=".yaml", prefix="gitops-validate-values-")
             with os.fdopen(fd, "w") as fh:
                 fh.write(req.values_yaml)
-        proc = tools.run("helm", [helm, *req.args(repo, tmp)], timeout, cwd=repo,
-                         env={**os.environ, "HELM_NO_PLUGINS": "1"})
+        argv, env = [helm, *req.args(repo, tmp)], {**os.environ, "HELM_NO_PLUGINS": "1"}
+        renderer = helmrenderer.pool_for(helm, env)
+        proc = renderer.run(argv, repo, env, timeout) if renderer else None
+        if proc is None or proc.returncode != 0:  # the CLI has the last word on a failure
+            proc = tools.run("helm", argv, timeout, cwd=repo, env=env)
     finally:
         if tmp:
             os.unlink(tmp)

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from . import __version__, tools
+from . import __version__, helmrenderer, tools
 
 if TYPE_CHECKING:
     from .render import RenderRequest
@@ -104,22 +104,16 @@ class RenderCache:
 
     def helm_identity(self, helm: str) -> str:
         """Once per run: the content hash of the helm binary (symlinks resolved) and what it reports
-        as its version, so that a shim switching helm behind one path changes every key. Hashing
-        64 MB costs more than a warm run, so the hash (and a binary's version) is remembered in the
-        cache folder by the binary's real path, size, mtime, ctime and inode (a rewrite changes its ctime)."""
+        as its version, and helm-renderer's content hash when there is one, so that a shim
+        switching helm behind one path changes every key. Hashing 64 MB costs more than a warm run, so
+        the hash (and a binary's version) is remembered in the cache folder by the binary's real path,
+        size, mtime, ctime and inode (a rewrite changes its ctime)."""
         with self._helm_lock:
             if self._helm is None:
-                real = os.path.realpath(helm)
-                st = os.stat(real)
-                stamp = f"{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
-                memo = self.directory / f"helm-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.digest"
-                digest = self.get_file(memo)
-                if digest is None:
-                    digest = _file_digest(Path(real))
-                    self.put_file(memo, digest)
+                digest, memo = self._binary_digest(helm)
                 # A binary's `helm version` is a function of its content: remembered like the hash. A
                 # script (a shim) may call another helm each time: asked on every run.
-                with open(real, "rb") as fh:
+                with open(os.path.realpath(helm), "rb") as fh:
                     script = fh.read(2) == b"#!"
                 version_memo = memo.with_suffix(".version")
                 version = None if script else self.get_file(version_memo)
@@ -131,7 +125,22 @@ class RenderCache:
                     if not script:
                         self.put_file(version_memo, version)
                 self._helm = digest + " " + version
+                renderer = helmrenderer.locate(helm)  # it renders in helm's place: its binary is in the key too
+                if renderer:
+                    self._helm += f" {helmrenderer.NAME} {self._binary_digest(renderer)[0]}"
             return self._helm
+
+    def _binary_digest(self, path: str) -> tuple[str, Path]:
+        """The binary's content hash, and the memo file it is remembered in."""
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        stamp = f"{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+        memo = self.directory / f"helm-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.digest"
+        digest = self.get_file(memo)
+        if digest is None:
+            digest = _file_digest(Path(real))
+            self.put_file(memo, digest)
+        return digest, memo
 
     def key(self, repo: Path, req: "RenderRequest", helm: str) -> str:
         parts = {

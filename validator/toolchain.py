@@ -128,6 +128,7 @@ def doctor(out=sys.stdout) -> int:
         note = ("" if have == want else
                 f"  (pinned {want}; the version is unknown)" if have is None else f"  (pinned {want}: {install_command(tool)})")
         print(f"{'✓' if have == want else '!'} {tool.name:<12} {have or 'unknown':<9} {path}{note}", file=out)
+    _doctor_renderer(out)
     if missing:
         print(f"\nInstall the missing tool{'s' if len(missing) > 1 else ''}"
               f"{' (or all at once: gitops-validate tools install)' if shutil.which('go') else ''}:", file=out)
@@ -135,6 +136,20 @@ def doctor(out=sys.stdout) -> int:
             print(f"  {install_command(tool)}", file=out)
         return 2
     return 0
+
+
+def _doctor_renderer(out) -> None:
+    """helm-renderer is optional (without it the helm CLI renders, slower): reported, never missing."""
+    from .helmrenderer import NAME, locate as beside
+    helm = locate("helm")
+    renderer = beside(helm) if helm else None
+    if renderer is None:
+        print(f"- {NAME:<12} {'none':<9} the helm CLI renders (helm-renderer beside helm is faster; "
+              "`make setup` in the repository builds it)", file=out)
+        return
+    have, want = version_of(renderer, BY_NAME["helm"]), pin(BY_NAME["helm"])
+    note = "  (renders in helm's place)" if have == want else f"  (embeds helm {have or 'unknown'}, pinned {want}: not used)"
+    print(f"{'✓' if have == want else '!'} {NAME:<12} {have or 'unknown':<9} {renderer}{note}", file=out)
 
 
 def install(names: list[str], out=sys.stdout) -> int:

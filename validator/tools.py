@@ -119,16 +119,41 @@ class Completed:
     stderr: bytes
 
 
+def time_limit(timeout: float) -> tuple[float, str]:
+    """How long a tool may take now (its own timeout or what is left of the run's deadline), and
+    how to say that it took longer."""
+    limit, why = timeout, f"did not finish within {timeout:g}s"
+    if _deadline is not None and _deadline - time.monotonic() < limit:
+        limit = max(0.0, _deadline - time.monotonic())
+        why = f"was still running at the run's deadline ({_deadline_seconds:g}s, --deadline)"
+    return limit, why
+
+
+def stopping() -> bool:
+    return _stopping is not None
+
+
+def track(pid: int, tool: str) -> None:
+    """A long-lived tool's process group (helmrenderer.py), stopped with the others on a signal."""
+    with _lock:
+        if _stopping is not None:
+            os.killpg(pid, signal.SIGKILL)
+            raise Interrupted(_stopping)
+        _groups[pid] = tool
+
+
+def untrack(pid: int) -> None:
+    with _lock:
+        _groups.pop(pid, None)
+
+
 def run(tool: str, cmd: list[str], timeout: float, **popen) -> Completed:
     """Run ``cmd`` in a new process group; its output as bytes. Raises ``ToolFailed`` when it cannot
     be started, is killed by a signal or outlives ``timeout`` / the run's deadline (the whole group
     is killed), ``Interrupted`` when the run is being stopped."""
     global _starting
     check_deadline()
-    limit, why = timeout, f"did not finish within {timeout:g}s"
-    if _deadline is not None and _deadline - time.monotonic() < limit:
-        limit = max(0.0, _deadline - time.monotonic())
-        why = f"was still running at the run's deadline ({_deadline_seconds:g}s, --deadline)"
+    limit, why = time_limit(timeout)
     main = threading.current_thread() is threading.main_thread()
     with _lock:
         if _stopping is not None:
