@@ -401,3 +401,13 @@ def test_manifests_findings_identical_to_the_code_before_the_fast_reader(tmp_pat
     assert {f for _, f in rules} >= set(tricky_files())
     lines = {f["line"] for f in new.json["findings"] if f["file"] in ("crlf.yaml", "unicode.yaml", "cr.yaml")}
     assert len(lines) > 10, lines   # findings inside those files point at lines of their own
+
+
+def test_the_remembered_tags_stay_bounded():
+    """yamlio remembers the tag of each plain scalar it resolved: a text of distinct scalars must
+    not grow that memory without bound, and reads the same as PyYAML's own safe loader."""
+    from gitops_validate import yamlio
+    text = "items:\n" + "".join(f"  - v{i}\n  - {i}\n" for i in range(120_000))
+    doc = next(load_all(text))
+    assert doc.data == yaml.load(text, Loader=yaml.CSafeLoader)
+    assert len(yamlio._Loader._tags) <= 100_001
