@@ -99,6 +99,8 @@ def tool_env(pythonpath: Path | None = None) -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{TOOLS / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["GITOPS_VALIDATE_SCHEMA_DIR"] = str(TOOLS / "schemas")
+    # as installed: pip compiles a package's bytecode; without it every run compiles the validator again
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
     return env
@@ -253,7 +255,10 @@ def baseline_code(rev: str, dest: Path) -> Path:
     """The validator package of commit ``rev`` (or a directory holding one already)."""
     if (Path(rev) / "validator").is_dir():
         return Path(rev)
-    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "validator"], capture_output=True,
+    # validator/data/versions is a link to the top-level versions file
+    paths = ["validator"] + (["versions"] if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{rev}:versions"],
+                                                             capture_output=True).returncode == 0 else [])
+    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, *paths], capture_output=True,
                          check=True)
     code = dest / f"validator-{rev}"
     with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:

@@ -274,3 +274,140 @@ def test_policy_evaluation_grows_linearly():
     ratio = t_large / t_small
     # 10x the objects: linear is about 10x, the scans this replaced were about 100x (2.3 as exponent)
     assert ratio < 20, f"{len(small)} objects: {t_small:.2f} s, {len(large)}: {t_large:.2f} s, ratio {ratio:.1f}"
+
+
+
+# --- the same JSON as the code before the fast YAML reader -----------------------------------------
+
+#: The last commit before `--manifests` read YAML through yamlio's fast constructor (and the schema
+#: stage serialised each object once).
+BEFORE_FAST_READ = "54c0c41"
+
+_DEPLOYMENT = """apiVersion: apps/v1   # a comment after a value
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: tricky
+  labels: &labels {{app: {name}, "tier": web}}
+spec:
+  replicas: 0x2
+  selector: {{matchLabels: *labels}}
+  template:
+    metadata: {{labels: *labels}}
+    spec:
+      # a comment line inside the spec
+      containers:
+        - &container
+          name: c
+          image: "nginx:latest"
+          ports: [{{containerPort: 8080, name: http}}, {{containerPort: 0o17, name: !!str 9}}]
+          env:
+            - {{name: A, value: 2024-01-01}}
+            - {{name: B, value: !!str 1.5, other: -0b101}}
+            - {{name: A, value: .inf}}
+        - *container
+        - name: d
+          image: nginx:1.27
+          securityContext: {{privileged: yes, runAsUser: 1_000}}
+{merged}"""
+
+_MERGED = """        - <<: *container
+          name: e
+          env: [{name: C, value: !!binary aGVsbG8=}]
+"""
+
+
+def tricky_files() -> dict[str, bytes]:
+    """Manifests in every shape YAML allows, each with defects to point at: comments, anchors,
+    aliases and merge keys, flow style, explicit tags, dates, octal, hex and binary numbers,
+    non-finite floats, CRLF, CR-only and Unicode line ends, a BOM, and the bad inputs (duplicate
+    keys, syntax errors, alias bombs, deep nesting, not a mapping) among good ones."""
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    merge_bomb = "a: &a {k: [x,x,x,x,x,x,x,x,x,x]}\n" + "".join(
+        f"{c}: &{c} {{<<: *{p}, {''.join(f'{c}{i}: *{p}, ' for i in range(10))}z: 1}}\n"
+        for p, c in zip("abcdefgh", "bcdefghi"))
+    plain = "\n---\n".join([
+        _DEPLOYMENT.format(name="anchors", merged=""),
+        _DEPLOYMENT.format(name="merged", merged=_MERGED),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: flow, namespace: tricky}\n"
+        "spec: {selector: {app: nobody}, ports: [{port: 80, targetPort: http, nodePort: 30000}], type: NodePort}\n"
+        "...\n",   # a document end
+        "%YAML 1.1\n--- !!map\n"   # a directive and an explicit tag
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dates, namespace: tricky}\n"
+        "data: {when: 2024-01-01 10:00:00, 1: one, true: yes, null: ~, 0x10: hex, 1.5: x}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: set, namespace: tricky}\ndata: !!set {a, b}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n  name: dup2\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n data: {}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keys, namespace: tricky}\ndata: {\"1\": a, 01: b}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hexkeys, namespace: tricky}\ndata: {0x10: a, \"0x10\": b}\n",
+        bomb, merge_bomb,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: " + "[" * 3000 + "]" * 3000 + "\n",
+        "- a list\n- not an object\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: tagged, namespace: tricky}\ntype: !custom Opaque\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: \"caf\u00e9\u2028x\", namespace: tricky}\n"
+        "spec: {containers: [{name: c, image: web}]}\n",
+    ]) + "\n"
+    crlf = _DEPLOYMENT.format(name="crlf", merged="").replace("\n", "\r\n")
+    cr = ("apiVersion: v1\rkind: Service\rmetadata: {name: cr, namespace: tricky}\r"
+          "spec: {selector: {app: crlf}, ports: [{port: 80, targetPort: 9999}]}\r")
+    # NEL, LS and PS are line breaks to YAML and to str.splitlines; VT and FF to str.splitlines only
+    # (and YAML refuses them as characters: the whole chunk is a finding)
+    nel = "---\n".join([_DEPLOYMENT.format(name="nel", merged="").replace("\n", "\x85", 5),
+                        _DEPLOYMENT.format(name="ls", merged="").replace("# a comment line", "# a\u2028# comment\u2029# line"),
+                        _DEPLOYMENT.format(name="after", merged="")])
+    vt = _DEPLOYMENT.format(name="vt", merged="").replace("# a comment line", "#\x0b a comment\x0cline")
+    return {"plain.yaml": plain.encode(), "crlf.yaml": ("\ufeff" + crlf + "---\r\n" + cr).encode(),
+            "cr.yaml": cr.encode(), "unicode.yaml": nel.encode(), "vt.yaml": (vt + "---\n" + cr).encode()}
+
+
+def test_the_tricky_files_take_both_ways_of_reading():
+    """The comparison below proves something about the fast constructor only if it reads most of
+    the tricky documents, and hands the others (merge keys, sets, bad input) to PyYAML's."""
+    from gitops_validate import yamlio
+    fast = slow = 0
+    for raw in tricky_files().values():
+        for chunk in split_stream(raw.decode("utf-8-sig")):
+            if yamlio._load_fast(chunk.text, chunk.first_line) is None:
+                slow += 1
+            else:
+                fast += 1
+    assert fast >= 8 and slow >= 8, (fast, slow)
+
+
+def test_manifests_findings_identical_to_the_code_before_the_fast_reader(tmp_path: Path):
+    """Every finding of --manifests, its file and line included, as before the fast YAML reader, on
+    the every-family stream and on manifests in every shape YAML allows (tricky_files)."""
+    code = _baseline_code(tmp_path / "baseline", BEFORE_FAST_READ)
+    mdir = tmp_path / "manifests"
+    (mdir / "clusters/synthetic").mkdir(parents=True)
+    (mdir / "clusters/synthetic/cluster.yaml").write_text(synth.cluster_facts(150))
+    (mdir / "objs.yaml").write_text(every_family_stream())
+    for name, raw in tricky_files().items():
+        (mdir / name).write_bytes(raw)
+    subprocess.run(["git", "init", "-q"], cwd=mdir, check=True)
+    for files in (["objs.yaml"], sorted(tricky_files())):
+        args = ("--manifests", *files, "--format", "json")
+        new = run_cli(*args, cwd=mdir)
+        code_before, before, _ = _run_baseline(code, mdir, *args)
+        assert new.code == code_before
+        assert new.json["findings"] == before["findings"]      # every field, in order: lines included
+        assert new.json["summary"]["objects"] == before["summary"]["objects"]
+    rules = {(f["rule"], f["file"]) for f in new.json["findings"]}
+    # the tricky files reach the rules, and each kind of bad input is reported, not skipped
+    for rule in ("yaml/duplicate-key", "yaml/syntax", "yaml/alias-bomb", "schema/not-kubernetes",
+                 "schema/non-finite-number", "images/latest-tag", "security/privileged"):
+        assert rule in {r for r, _ in rules}, rule
+    assert {f for _, f in rules} >= set(tricky_files())
+    lines = {f["line"] for f in new.json["findings"] if f["file"] in ("crlf.yaml", "unicode.yaml", "cr.yaml")}
+    assert len(lines) > 10, lines   # findings inside those files point at lines of their own
+
+
+def test_the_remembered_tags_stay_bounded():
+    """yamlio remembers the tag of each plain scalar it resolved: a text of distinct scalars must
+    not grow that memory without bound, and reads the same as PyYAML's own safe loader."""
+    from gitops_validate import yamlio
+    text = "items:\n" + "".join(f"  - v{i}\n  - {i}\n" for i in range(120_000))
+    doc = next(load_all(text))
+    assert doc.data == yaml.load(text, Loader=yaml.CSafeLoader)
+    assert len(yamlio._Loader._tags) <= 100_001

@@ -171,9 +171,11 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: fl
                     findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
     clusters, _ = discover.load_clusters(opts.repo, opts.config)
     facts = next(iter(clusters.values())) if len(clusters) == 1 else None  # which one is ambiguous otherwise
-    # kubeconform (a Go process, the other core) runs while this one evaluates the policy rules
+    # kubeconform (a Go process, the other core) runs while this one evaluates the policy rules;
+    # its input is made first, so that it starts at once
+    prepared = schema.prepare_objects(manifests)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        schema_findings = pool.submit(schema.check_objects, manifests, kubeconform, root, version)
+        schema_findings = pool.submit(prepared.check, kubeconform, root, version)
         ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
         policy_findings = policy.evaluate(manifests, ctx, opts.config.severities)
         findings += schema_findings.result()

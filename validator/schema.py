@@ -11,6 +11,7 @@ import json
 import math
 import re
 import tempfile
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,29 +54,33 @@ def _decoded_size(value: str) -> int:
         return len(value) * 3 // 4  # not base64: schema/invalid says so; the size is an estimate
 
 
-def _json(doc: Any) -> str | None:
-    """The object as kubeconform reads it (None: it cannot be written as JSON)."""
+def _has_non_finite(doc: Any) -> bool:
+    return any(isinstance(value, float) and not math.isfinite(value) for _, value in walk(doc))
+
+
+def as_json(doc: Any) -> str | None:
+    """The object as JSON for kubeconform, or None when it holds a non-finite number (which JSON,
+    and so the API server, cannot represent). One pass in C answers both; the walk in Python only
+    runs when it fails."""
     try:
+        return json.dumps(doc, default=str, allow_nan=False)
+    except ValueError:
+        if _has_non_finite(doc):
+            return None
         return json.dumps(doc, default=str)
-    except (ValueError, TypeError, RecursionError):
-        return None
 
 
-def _maybe_non_finite(text: str | None) -> bool:
-    """False only when no float in the object is nan or infinite: json.dumps (in C) writes those as
-    NaN, Infinity or -Infinity, so the walk in Python that names their paths runs only on the rare
-    object whose JSON has such a word (or that has no JSON)."""
-    return text is None or "NaN" in text or "Infinity" in text
-
-
-def api_server_limits(m: Manifest, text: str | None = None) -> list[Finding]:
-    """Findings for what the API server refuses although the schema allows it."""
+def api_server_limits(m: Manifest, finite: bool | None = None) -> list[Finding]:
+    """Findings for what the API server refuses although the schema allows it. ``finite``: whether
+    the caller already knows the object holds no non-finite number (``as_json`` told it)."""
     out: list[Finding] = []
 
     def add(rule: str, msg: str, path: tuple) -> None:
         out.append(Finding(rule, Severity.ERROR, f"{m.kind} {m.name}: {msg}", m.file, m.line_of(path), m.ref, m.app))
 
-    for path, value in walk(m.doc) if _maybe_non_finite(_json(m.doc) if text is None else text) else ():
+    if finite is None:
+        finite = not _has_non_finite(m.doc)
+    for path, value in () if finite else walk(m.doc):
         if isinstance(value, float) and not math.isfinite(value):
             add("schema/non-finite-number", f"{'.'.join(map(str, path)) or '(document)'} is {value}, "
                 "which JSON (and so the API server) cannot represent", path)
@@ -107,21 +112,42 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
                   known: "ResultCache | None" = None) -> list[Finding]:
     """Every object through one kubeconform process (but those whose verdict ``known`` holds); its
     JSON mapped back to findings."""
-    findings: list[Finding] = []
-    checkable: list[Manifest] = []
-    texts: list[str | None] = []   # each checkable object's JSON, written once
+    return prepare_objects(manifests).check(kubeconform, schema_root, kube_version, known)
+
+
+@dataclass
+class Prepared:
+    """Objects read for kubeconform (the Python half of ``check_objects``): a caller that has other
+    work for this process can do this half first, then run ``check`` in a thread while kubeconform,
+    a Go process, uses the other core."""
+    findings: list[Finding] = field(default_factory=list)
+    checkable: list[Manifest] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)   # each checkable object as JSON
+
+    def check(self, kubeconform: str, schema_root: Path, kube_version: str,
+              known: "ResultCache | None" = None) -> list[Finding]:
+        return self.findings + _kubeconform(self.checkable, self.texts, kubeconform, schema_root, kube_version, known)
+
+
+def prepare_objects(manifests: list[Manifest]) -> Prepared:
+    out = Prepared()
     for m in manifests:
         if not m.api_version or not m.kind or not m.name:
             missing = [k for k, v in (("apiVersion", m.api_version), ("kind", m.kind), ("metadata.name", m.name)) if not v]
-            findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
-                                    f"not a Kubernetes object: no {', '.join(missing)}", m.file, m.line, None, m.app))
+            out.findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
+                                        f"not a Kubernetes object: no {', '.join(missing)}", m.file, m.line, None, m.app))
             continue
-        text = _json(m.doc)
-        limits = api_server_limits(m, text)
-        findings += limits
-        if not any(f.rule == "schema/non-finite-number" for f in limits):  # not JSON: kubeconform cannot read it
-            checkable.append(m)
-            texts.append(text)
+        text = as_json(m.doc)
+        out.findings += api_server_limits(m, finite=text is not None)
+        if text is not None:  # not JSON otherwise: kubeconform cannot read it
+            out.checkable.append(m)
+            out.texts.append(text)
+    return out
+
+
+def _kubeconform(checkable: list[Manifest], texts: list[str], kubeconform: str, schema_root: Path,
+                 kube_version: str, known: "ResultCache | None") -> list[Finding]:
+    findings: list[Finding] = []
     if not checkable:
         return findings
     results = _verdicts(checkable, texts, kubeconform, schema_root, kube_version, known)
@@ -152,7 +178,7 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
     return findings
 
 
-def _verdicts(checkable: list[Manifest], texts: list[str | None], kubeconform: str, schema_root: Path,
+def _verdicts(checkable: list[Manifest], texts: list[str], kubeconform: str, schema_root: Path,
               kube_version: str, known: "ResultCache | None") -> list[dict]:
     """kubeconform's result for each object: from ``known`` (the result cache, by the exact text
     kubeconform would read, the Kubernetes version and, for a kind that a CRD of the run defines,
@@ -168,14 +194,15 @@ def _verdicts(checkable: list[Manifest], texts: list[str | None], kubeconform: s
                 crd_digest.update(f"{text}\0".encode())
         of_crds = crd_digest.hexdigest()
         keys = [known.verdict_key(text, kube_version, of_crds if m.kind.lower() in crd_kinds else "")
-                if text is not None else None for m, text in zip(checkable, texts)]
+                for m, text in zip(checkable, texts)]
     results = [known.get_verdict(k) if known is not None and k else None for k in keys]
     todo = [i for i, r in enumerate(results) if r is None]
     if todo:
         batch = [checkable[i] for i in todo]
+        batch_texts = [texts[i] for i in todo]
         # the run's CRD schemas come last in the schema locations, named by kind: only those kinds reach them
         needed = crds if any(m.kind.lower() in crd_kinds for m in batch) else []
-        for i, r in zip(todo, _run_kubeconform(batch, needed, kubeconform, schema_root, kube_version), strict=True):
+        for i, r in zip(todo, _run_kubeconform(batch, batch_texts, needed, kubeconform, schema_root, kube_version), strict=True):
             results[i] = r
             status, msg = r.get("status"), str(r.get("msg") or "")
             # a verdict of the object and the schemas alone (not, say, a schema file that could not be read)
@@ -184,12 +211,12 @@ def _verdicts(checkable: list[Manifest], texts: list[str | None], kubeconform: s
     return results
 
 
-def _run_kubeconform(checkable: list[Manifest], crds: list[dict], kubeconform: str, schema_root: Path,
+def _run_kubeconform(checkable: list[Manifest], texts: list[str], crds: list[dict], kubeconform: str, schema_root: Path,
                      kube_version: str) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="gitops-validate-") as tmp:
         tmpdir = Path(tmp)
         crd_root = tmpdir / "crds" if crds and schemastore.write_crd_schemas(crds, tmpdir / "crds") else None
-        keys = _write_batches(checkable, tmpdir)
+        keys = _write_batches(checkable, texts, tmpdir)
         files = sorted({k[0] for k in keys}, key=lambda f: int(Path(f).stem))
         # -verbose: a result for every object, valid ones too, so that each can be accounted for
         cmd = [kubeconform, "-strict", "-verbose", "-output", "json", "-kubernetes-version", kube_version.lstrip("v")]
@@ -201,7 +228,7 @@ def _run_kubeconform(checkable: list[Manifest], crds: list[dict], kubeconform: s
 _STATUSES = ("statusValid", "statusInvalid", "statusError")
 
 
-def _write_batches(checkable: list[Manifest], tmpdir: Path) -> list[tuple]:
+def _write_batches(checkable: list[Manifest], texts: list[str], tmpdir: Path) -> list[tuple]:
     """Write the objects for kubeconform in as few files as can be told apart, and return each
     object's key: kubeconform reports a file's objects in any order, naming each by file, kind,
     apiVersion and name, so a file holds at most one object of each (file, kind, apiVersion, name).
@@ -213,7 +240,7 @@ def _write_batches(checkable: list[Manifest], tmpdir: Path) -> list[tuple]:
     singles: list[tuple[int, str]] = []
     for i, m in enumerate(checkable):
         name, kind, version = m.metadata.get("name"), m.doc.get("kind"), m.doc.get("apiVersion")
-        text = json.dumps(m.doc, default=str)
+        text = texts[i]
         if not all(isinstance(v, str) for v in (name, kind, version)) or kind.endswith("List"):
             singles.append((i, text))
             keys.append((i,))

@@ -19,9 +19,28 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 try:  # the C parser is several times faster on rendered manifests
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The safe loader with its tag resolution remembered: rendered manifests repeat the same
+    plain scalars thousands of times, and resolving one is a regex search in Python (half of the
+    C parser's time). The same tags as the safe loader's: a plain scalar's tag depends on its text
+    only (there are no path resolvers), anything else gets the default tag."""
+
+    _tags: dict[str, str] = {}
+
+    def resolve(self, kind, value, implicit):  # type: ignore[override]
+        if self.yaml_path_resolvers or kind is not ScalarNode or not implicit[0] or len(value) > 64:
+            return super().resolve(kind, value, implicit)
+        tag = self._tags.get(value)
+        if tag is None:
+            if len(self._tags) > 100_000:  # bounded: a text of distinct scalars cannot grow it for ever
+                self._tags.clear()
+            tag = self._tags[value] = super().resolve(kind, value, implicit)
+        return tag
 
 #: Expanded size (nodes) above which a document is refused as an alias bomb.
 MAX_EXPANDED_NODES = 200_000
@@ -158,8 +177,100 @@ def _construct(node: Node) -> Any:
     return _GoConstructor().construct_document(node)
 
 
+class _Fallback(Exception):
+    """Something the fast constructor leaves to PyYAML's (an explicit tag, a merge key, a
+    duplicate key, a key that is not a scalar, a date): that text is read the full way."""
+
+
+_STR, _NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP, _MAP, _SEQ = (
+    "tag:yaml.org,2002:" + t for t in ("str", "null", "bool", "int", "float", "timestamp", "map", "seq"))
+_SCALARS = _GoConstructor()  # for int, float and bool: PyYAML's own conversions, so the values are the same
+
+
+def _scalar(node: ScalarNode) -> Any:
+    tag = node.tag
+    if tag == _STR or tag == _TIMESTAMP:  # a timestamp stays its text (_GoConstructor)
+        return node.value
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return _SCALARS.construct_yaml_bool(node)
+    if tag == _INT:
+        return _SCALARS.construct_yaml_int(node)
+    if tag == _FLOAT:
+        return _SCALARS.construct_yaml_float(node)
+    raise _Fallback
+
+
+def _fast_construct(node: Node, shared: dict | None) -> Any:
+    """The same Python objects as ``_construct`` for the YAML that rendered manifests are made of
+    (maps, lists, plain scalars), with the duplicate-key check of ``_check_mapping_keys`` on the
+    way: one walk instead of two plus PyYAML's generic constructor. ``shared`` (when the text has
+    aliases; its size is bounded first) makes an aliased node one object, as PyYAML does."""
+    if isinstance(node, ScalarNode):
+        return _scalar(node)
+    if shared is not None and id(node) in shared:
+        return shared[id(node)]
+    if isinstance(node, MappingNode):
+        if node.tag != _MAP:
+            raise _Fallback
+        out: dict = {}
+        if shared is not None:
+            shared[id(node)] = out
+        written: set[str] = set()
+        constructed: set = set()
+        for k, v in node.value:
+            if not isinstance(k, ScalarNode):
+                raise _Fallback
+            value = _scalar(k)  # a merge key ("<<") has its own tag: _Fallback
+            key = _key_text(value)
+            # a duplicate as written; keys equal only once constructed ("1" and 1), or only to
+            # Python (1, true and 1.0, which PyYAML's constructor merges): all as PyYAML does them
+            if k.value in written or key in out or value in constructed:
+                raise _Fallback
+            written.add(k.value)
+            constructed.add(value)
+            out[key] = _fast_construct(v, shared)
+        return out
+    if isinstance(node, SequenceNode):
+        if node.tag != _SEQ:
+            raise _Fallback
+        seq: list = []
+        if shared is not None:
+            shared[id(node)] = seq
+        seq.extend(_fast_construct(v, shared) for v in node.value)
+        return seq
+    raise _Fallback
+
+
+def _load_fast(text: str, first_line: int) -> list[Document] | None:
+    """Every document of ``text`` read the fast way, or None when any part of it needs the full
+    way (or has a problem: the full way then reports it exactly as before)."""
+    may_alias = "*" in text
+    loader = _Loader(text)
+    docs: list[Document] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            if may_alias and _expanded_size(node) > MAX_EXPANDED_NODES:
+                return None
+            docs.append(Document(_fast_construct(node, {} if may_alias else None), node,
+                                 node.start_mark.line + first_line, first_line - 1))
+    except (_Fallback, yaml.YAMLError, YamlProblem, RecursionError, ValueError, TypeError, KeyError):
+        return None
+    finally:
+        loader.dispose()
+    return docs
+
+
 def load_all(text: str, *, first_line: int = 1) -> Iterator[Document]:
     """Yield each document of ``text``; raise YamlProblem at the first bad one."""
+    fast = _load_fast(text, first_line)
+    if fast is not None:
+        yield from fast
+        return
     may_alias = "*" in text
     try:
         loader = _Loader(text)
@@ -228,14 +339,16 @@ def split_stream(text: str) -> list[Chunk]:
     lines = text.splitlines(keepends=True)
     start, buf, source = 1, [], None
     for i, line in enumerate(lines, 1):
-        if _SEPARATOR.match(line.rstrip("\n")):
+        # the prefixes first: most lines are neither, and a regex per line was most of the time
+        if line.startswith("---") and _SEPARATOR.match(line.rstrip("\n")):
             if buf:
                 chunks.append(Chunk("".join(buf), start, source))
             start, buf, source = i + 1, [], None
             continue
-        m = _SOURCE.match(line.rstrip("\n"))
-        if m and source is None:
-            source = m.group(1).strip()
+        if source is None and line.startswith("# Source: "):
+            m = _SOURCE.match(line.rstrip("\n"))
+            if m:
+                source = m.group(1).strip()
         buf.append(line)
     if buf:
         chunks.append(Chunk("".join(buf), start, source))
