@@ -144,3 +144,30 @@ def test_a_skipped_file_with_a_syntax_error_is_reported_when_it_is_the_changed_o
         expected = old(before_code, repo, *args)
         assert validate(repo, *args, env=cache_env(tmp_path)) == expected, args
         assert (broken in {f["file"] for f in expected[1]}) == (args[0] != "clusters/minikube/values/backend0.yaml"), args
+
+
+def test_within_agrees_with_inside_on_every_kind_of_link(tmp_path):
+    """confine.Within (folders resolved once) says what render.inside says, path by path."""
+    from gitops_validate import confine
+    from gitops_validate.render import inside
+    outside = tmp_path / "outside"
+    (outside / "d").mkdir(parents=True)
+    (outside / "secret.yaml").write_text("a: 1\n")
+    repo = tmp_path / "repo"
+    (repo / "values" / "deep").mkdir(parents=True)
+    (repo / "values" / "ok.yaml").write_text("a: 1\n")
+    (repo / "values" / "out.yaml").symlink_to(outside / "secret.yaml")
+    (repo / "values" / "in.yaml").symlink_to(repo / "values" / "ok.yaml")
+    (repo / "linkdir").symlink_to(outside / "d")
+    (repo / "indir").symlink_to(repo / "values")
+    via_link = tmp_path / "via"
+    via_link.symlink_to(repo)
+    rels = ["values/ok.yaml", "values/out.yaml", "values/in.yaml", "values/missing.yaml", "linkdir/x.yaml",
+            "linkdir", "indir/ok.yaml", "indir/out.yaml", "values/../values/ok.yaml", "values/..", "..", "../outside",
+            ".", "values/deep/../../../outside/secret.yaml", str(outside / "secret.yaml")]
+    for root in (repo, via_link):
+        within = confine.Within(root)
+        for rel in rels:
+            assert within(rel) == inside(root, root / rel), (root, rel)
+            assert within(rel) == inside(root, root / rel), (root, rel)   # the remembered answer too
+    assert not confine.Within(repo)("values/out.yaml") and confine.Within(repo)("values/in.yaml")

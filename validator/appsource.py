@@ -16,7 +16,7 @@ from .discover import is_local_repo, manifests_from_file, misspelt_repo_url
 from .findings import Finding, Severity
 from .kustomize import KustomizeRequest, kustomization_file
 from .model import CLUSTER_SCOPED, Manifest, dig, mapping, sequence
-from .render import RenderRequest, build_env, envsubst, inside
+from .render import RenderRequest, build_env, envsubst
 
 
 @dataclass
@@ -36,8 +36,8 @@ class Target:
     #: source path -> the symlinks under it that leave the repo, shared by the run's Targets: apps
     #: that render one chart scan it once
     links_out: dict[str, list[str]] = field(default_factory=dict)
-    #: repo path -> whether it resolves inside the repo (``inside``), shared like ``links_out``
-    inside: dict[str, bool] = field(default_factory=dict)
+    #: whether a repo path resolves inside the repo, each folder resolved once: shared like ``links_out``
+    within: confine.Within | None = None
 
 
 @dataclass
@@ -89,10 +89,10 @@ def find_setting(repo: Path, files: tuple[str, ...], key: object, value: object)
 
 
 def _inside(repo: Path, rel: str, target: Target) -> bool:
-    """``inside`` of a repo path, resolved once per run: every app of a chart reads its folder."""
-    if rel not in target.inside:
-        target.inside[rel] = inside(repo, repo / rel)
-    return target.inside[rel]
+    """``inside`` of a repo path, through the run's ``confine.Within``: every app of a chart reads its folder."""
+    if target.within is None:
+        target.within = confine.Within(repo)
+    return target.within(rel)
 
 
 def _repo_path(base: str, rel: str) -> str:

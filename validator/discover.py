@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import os
 import re
 import shutil
@@ -96,9 +97,9 @@ def may_hold_argo(raw: bytes) -> bool:
     return b"argoproj" in raw or b"\\" in raw or b"\0" in raw
 
 
-def _may_hold_argo(repo: Path, rel: str) -> bool:
+def _may_hold_argo(repo: Path, rel: str, within: confine.Within) -> bool:
     """``may_hold_argo`` of a repo file; True when it cannot be read here (``read_yaml`` says why)."""
-    if confine.escapes(repo, rel):
+    if not within(rel):
         return True
     try:
         return may_hold_argo((repo / rel).read_bytes())
@@ -116,12 +117,13 @@ def discover(repo: Path, config: Config, exclude: Path | None = None, changed: s
         skip = str(exclude.resolve().relative_to(repo.resolve())) + "/"
         files = [f for f in files if not (f + "/").startswith(skip)]
     chart_dirs = {str(Path(f).parent) for f in files if Path(f).name == "Chart.yaml"}
+    within = confine.Within(repo)
     argo: list[Manifest] = []
     findings: list[Finding] = []
     for rel in files:
         if not rel.endswith(YAML_SUFFIXES) or is_template(rel, chart_dirs) or rel.startswith(".github/"):
             continue
-        if changed is not None and rel not in changed and not _may_hold_argo(repo, rel):
+        if changed is not None and rel not in changed and not _may_hold_argo(repo, rel, within):
             continue
         ms, fs = manifests_from_file(repo, rel)
         findings += fs
@@ -186,7 +188,13 @@ def is_local_repo(url: str | None, config: Config) -> bool:
         return False
     if not config.repo_urls:
         return True  # nothing declared: every Git source is taken to be this repository
-    return normalize_url(url) in {normalize_url(u) for u in config.repo_urls}
+    return normalize_url(url) in _declared(config.repo_urls)
+
+
+@functools.lru_cache(maxsize=16)
+def _declared(urls: tuple[str, ...]) -> frozenset[str]:
+    """The declared repoURLs normalised, once (every source of every app asks)."""
+    return frozenset(map(normalize_url, urls))
 
 
 def _edits(a: str, b: str, most: int) -> int:

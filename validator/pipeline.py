@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import posixpath
 import sys
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, confine, determinism, discover, kustomize, partialrender, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, sequence
@@ -266,7 +268,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     helm_runs = cache_hits = 0
     capped = False  # past limits.maxApplications
     links_out: dict[str, list[str]] = {}  # source path -> symlinks leaving the repo (confine.links_out), once per run
-    resolved: dict[str, bool] = {}        # repo path -> inside the repo (appsource.Target.inside), once per run
+    within = confine.Within(repo)         # repo path -> inside the repo, each folder resolved once per run
+    value_scalars: dict[str, list] = {}   # value file -> its scalars (provenance.ValueIndex), read once per run
+    facts: dict[str | None, str] = {}     # cluster -> a digest of its facts (_result_context), once per run
     unrendered: dict[str | None, set[tuple[str, str]]] = {}  # cluster -> (app, namespace) that did not render
     # Each cluster's Argo CD install first: its argocd-cm holds kustomize.buildOptions.
     build_options: dict[str | None, tuple[str, ...]] = {}
@@ -301,7 +305,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 apps[key] = a
                 version = version_of(a.cluster)
                 target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files,
-                                          argocd_dir, build_options.get(a.cluster, ()), links_out, resolved)
+                                          argocd_dir, build_options.get(a.cluster, ()), links_out, within)
                 try:
                     prep = appsource.prepare(a.manifest, repo, config, target)
                 except Exception as e:  # noqa: BLE001 - a malformed Application is a finding, never a crash
@@ -315,7 +319,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 # values findings would be dropped, so they are not computed (helm still checks them).
                 in_scope = changes.scope({key: a}, disc).keeps(a.manifest.name, None)
                 for req in prep.requests:
-                    rkey = stored.key(cache.key(repo, req, tool("helm")), _result_context(req, version, disc)) \
+                    rkey = stored.key(cache.key(repo, req, tool("helm")), _result_context(req, version, disc, facts)) \
                         if stored and cache else None
                     entry = stored.get(rkey) if stored and rkey else None
                     if entry is not None and (entry.rendered or in_scope):
@@ -361,7 +365,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         continue  # the values error says what to fix first
                 if id(req) in fresh:
                     fresh[id(req)].render, fresh[id(req)].manifests = list(r.findings), list(r.manifests)
-                index = provenance.ValueIndex.of(repo, req.chart, req.value_files)
+                index = provenance.ValueIndex.of(repo, req.chart, req.value_files, value_scalars)
                 for m in r.manifests:
                     m.values = index
                 a.findings += r.findings
@@ -454,11 +458,15 @@ def _result_cache(opts: Options, cache: RenderCache, kubeconform: str, root: Pat
     return resultcache.ResultCache(cache, {"config": opts.config, "kubeconform": stamp(Path(kubeconform)), "schemas": schemas})
 
 
-def _result_context(req: render.RenderRequest, version: str, disc: discover.Discovery) -> list:
+def _result_context(req: render.RenderRequest, version: str, disc: discover.Discovery, facts: dict) -> list:
     """What a request's results depend on beyond its render key: the findings name its app and
-    point at its Application, and rules read its cluster's facts."""
+    point at its Application, and rules read its cluster's facts (``facts``: cluster -> a digest
+    of them, made once per run: every app of the cluster has the same)."""
     origin = req.origin
-    return [req.app, req.cluster, version, disc.clusters.get(req.cluster) if req.cluster else None,
+    if req.cluster not in facts:
+        data = resultcache.canonical(disc.clusters.get(req.cluster) if req.cluster else None)
+        facts[req.cluster] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return [req.app, req.cluster, version, facts[req.cluster],
             [origin.file, origin.line, str(origin.ref), origin.app] if origin else None]
 
 
