@@ -16,7 +16,7 @@ from .discover import is_local_repo, manifests_from_file, misspelt_repo_url
 from .findings import Finding, Severity
 from .kustomize import KustomizeRequest, kustomization_file
 from .model import CLUSTER_SCOPED, Manifest, dig, mapping, sequence
-from .render import RenderRequest, build_env, envsubst, inside
+from .render import RenderRequest, build_env, envsubst
 
 
 @dataclass
@@ -36,6 +36,8 @@ class Target:
     #: source path -> the symlinks under it that leave the repo, shared by the run's Targets: apps
     #: that render one chart scan it once
     links_out: dict[str, list[str]] = field(default_factory=dict)
+    #: whether a repo path resolves inside the repo, each folder resolved once: shared like ``links_out``
+    within: confine.Within | None = None
 
 
 @dataclass
@@ -86,6 +88,13 @@ def find_setting(repo: Path, files: tuple[str, ...], key: object, value: object)
     return None
 
 
+def _inside(repo: Path, rel: str, target: Target) -> bool:
+    """``inside`` of a repo path, through the run's ``confine.Within``: every app of a chart reads its folder."""
+    if target.within is None:
+        target.within = confine.Within(repo)
+    return target.within(rel)
+
+
 def _repo_path(base: str, rel: str) -> str:
     """Join like Argo CD: absolute paths are relative to the repo root."""
     joined = rel.lstrip("/") if rel.startswith("/") else posixpath.join(base, rel)
@@ -121,7 +130,7 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
                     where + ("repoURL",), Severity.WARNING)
             continue
         path = posixpath.normpath(str(src.get("path", ".")))
-        if path.startswith("..") or path.startswith("/") or not inside(repo, repo / path):
+        if path.startswith("..") or path.startswith("/") or not _inside(repo, path, target):
             finding("argocd/outside-repo", f"source path {path!r} leaves the repository", where + ("path",))
             continue
         if not (repo / path).is_dir():
@@ -193,7 +202,7 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
         if rel.startswith("..") or rel.startswith("/"):
             finding("argocd/outside-repo", f"value file {vf!r} resolves outside the repository", vf_where)
             ok = False
-        elif not inside(repo, repo / rel):
+        elif not _inside(repo, rel, target):
             finding(confine.RULE, f"value file {vf!r} ({rel}) is a symlink that leaves the repository; not read "
                     "(Argo CD refuses it too)", vf_where)
             ok = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import os
 import re
 import shutil
@@ -86,17 +87,43 @@ class Discovery:
     findings: list[Finding]
 
 
-def discover(repo: Path, config: Config, exclude: Path | None = None) -> Discovery:
-    """``exclude``: a folder never read as repo content (the render cache, should it be inside)."""
+def may_hold_argo(raw: bytes) -> bool:
+    """Whether a file's bytes may hold an Argo CD object. Its apiVersion starts with
+    ``argoproj.io/``, and YAML can spell that without these bytes only through an escape in a
+    double-quoted scalar (``"\\x61rgoproj.io/v1alpha1"``, a line joined with a trailing ``\\``):
+    folding a line break always leaves a space or a newline, and tags, anchors and flow style
+    keep the text. ``decode`` reads only UTF-8, where an ASCII word is its own bytes (a BOM
+    before it changes nothing); a NUL (UTF-16, UTF-32) is parsed, to be refused as it always was."""
+    return b"argoproj" in raw or b"\\" in raw or b"\0" in raw
+
+
+def _may_hold_argo(repo: Path, rel: str, within: confine.Within) -> bool:
+    """``may_hold_argo`` of a repo file; True when it cannot be read here (``read_yaml`` says why)."""
+    if not within(rel):
+        return True
+    try:
+        return may_hold_argo((repo / rel).read_bytes())
+    except OSError:
+        return True
+
+
+def discover(repo: Path, config: Config, exclude: Path | None = None, changed: set[str] | None = None) -> Discovery:
+    """``exclude``: a folder never read as repo content (the render cache, should it be inside).
+    ``changed``: given by a path-scoped run that reports nothing outside the changed files and the
+    apps they affect; then a file is parsed only if it is one of them or may hold an Argo CD object
+    (the findings of the others would not be reported)."""
     files = repo_files(repo)
     if exclude is not None and inside(repo, exclude):
         skip = str(exclude.resolve().relative_to(repo.resolve())) + "/"
         files = [f for f in files if not (f + "/").startswith(skip)]
     chart_dirs = {str(Path(f).parent) for f in files if Path(f).name == "Chart.yaml"}
+    within = confine.Within(repo)
     argo: list[Manifest] = []
     findings: list[Finding] = []
     for rel in files:
         if not rel.endswith(YAML_SUFFIXES) or is_template(rel, chart_dirs) or rel.startswith(".github/"):
+            continue
+        if changed is not None and rel not in changed and not _may_hold_argo(repo, rel, within):
             continue
         ms, fs = manifests_from_file(repo, rel)
         findings += fs
@@ -161,7 +188,13 @@ def is_local_repo(url: str | None, config: Config) -> bool:
         return False
     if not config.repo_urls:
         return True  # nothing declared: every Git source is taken to be this repository
-    return normalize_url(url) in {normalize_url(u) for u in config.repo_urls}
+    return normalize_url(url) in _declared(config.repo_urls)
+
+
+@functools.lru_cache(maxsize=16)
+def _declared(urls: tuple[str, ...]) -> frozenset[str]:
+    """The declared repoURLs normalised, once (every source of every app asks)."""
+    return frozenset(map(normalize_url, urls))
 
 
 def _edits(a: str, b: str, most: int) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import posixpath
 import sys
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from . import appsource, determinism, discover, kustomize, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
+from . import appsource, confine, determinism, discover, kustomize, policy, provenance, render, resultcache, schema, schemastore, suppress, toolchain, tools, userdirs
 from .config import Config
 from .findings import Finding, Severity
 from .helmrenderer import close_all as close_renderers
@@ -224,7 +226,8 @@ class _App:
 def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:
     repo, config = opts.repo, opts.config
     cache = RenderCache(opts.cache_dir, int(config.limits.cache_max_mb * 2**20)) if opts.cache_dir else None
-    disc = discover.discover(repo, config, exclude=opts.cache_dir)
+    changes = _Changes.of(opts)
+    disc = discover.discover(repo, config, exclude=opts.cache_dir, changed=changes.narrow())
     findings = list(disc.findings)
     versions = {name: _kube_version(opts, cf) for name, cf in disc.clusters.items()}
     default_version = _kube_version(opts, None)
@@ -271,6 +274,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     helm_runs = cache_hits = 0
     capped = False  # past limits.maxApplications
     links_out: dict[str, list[str]] = {}  # source path -> symlinks leaving the repo (confine.links_out), once per run
+    within = confine.Within(repo)         # repo path -> inside the repo, each folder resolved once per run
+    value_scalars: dict[str, list] = {}   # value file -> its scalars (provenance.ValueIndex), read once per run
+    facts: dict[str | None, str] = {}     # cluster -> a digest of its facts (_result_context), once per run
     unrendered: dict[str | None, set[tuple[str, str]]] = {}  # cluster -> (app, namespace) that did not render
     # Each cluster's Argo CD install first: its argocd-cm holds kustomize.buildOptions.
     build_options: dict[str | None, tuple[str, ...]] = {}
@@ -305,7 +311,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 apps[key] = a
                 version = version_of(a.cluster)
                 target = appsource.Target(a.cluster, version, api_versions[version], revision, a.hint_files,
-                                          argocd_dir, build_options.get(a.cluster, ()), links_out)
+                                          argocd_dir, build_options.get(a.cluster, ()), links_out, within)
                 try:
                     prep = appsource.prepare(a.manifest, repo, config, target)
                 except Exception as e:  # noqa: BLE001 - a malformed Application is a finding, never a crash
@@ -317,9 +323,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 kjobs += [(a, k) for k in prep.kustomize]
                 # An app outside a path-scoped run is loaded only for cross-app references: its
                 # values findings would be dropped, so they are not computed (helm still checks them).
-                in_scope = _Scope.of(opts, {key: a}, disc).keeps(a.manifest.name, None)
+                in_scope = changes.scope({key: a}, disc).keeps(a.manifest.name, None)
                 for req in prep.requests:
-                    rkey = stored.key(cache.key(repo, req, tool("helm")), _result_context(req, version, disc)) \
+                    rkey = stored.key(cache.key(repo, req, tool("helm")), _result_context(req, version, disc, facts)) \
                         if stored and cache else None
                     entry = stored.get(rkey) if stored and rkey else None
                     if entry is not None and (entry.rendered or in_scope):
@@ -365,7 +371,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         continue  # the values error says what to fix first
                 if id(req) in fresh:
                     fresh[id(req)].render, fresh[id(req)].manifests = list(r.findings), list(r.manifests)
-                index = provenance.ValueIndex.of(repo, req.chart, req.value_files)
+                index = provenance.ValueIndex.of(repo, req.chart, req.value_files, value_scalars)
                 for m in r.manifests:
                     m.values = index
                 a.findings += r.findings
@@ -389,7 +395,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                                                            for a in apps.values() if a.cluster == cluster}),
                                  unrendered=frozenset(unrendered.get(cluster, ())))
                 for cluster, objs in by_cluster.items()}
-    scope = _Scope.of(opts, apps, disc)
+    scope = changes.scope(apps, disc)
     scope.widen(apps, contexts)
     checked = [m for m in all_objects if scope.keeps(_app_of(m), m.file)]
     for a in apps.values():
@@ -463,11 +469,15 @@ def _partialrender():
     return partialrender
 
 
-def _result_context(req: render.RenderRequest, version: str, disc: discover.Discovery) -> list:
+def _result_context(req: render.RenderRequest, version: str, disc: discover.Discovery, facts: dict) -> list:
     """What a request's results depend on beyond its render key: the findings name its app and
-    point at its Application, and rules read its cluster's facts."""
+    point at its Application, and rules read its cluster's facts (``facts``: cluster -> a digest
+    of them, made once per run: every app of the cluster has the same)."""
     origin = req.origin
-    return [req.app, req.cluster, version, disc.clusters.get(req.cluster) if req.cluster else None,
+    if req.cluster not in facts:
+        data = resultcache.canonical(disc.clusters.get(req.cluster) if req.cluster else None)
+        facts[req.cluster] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return [req.app, req.cluster, version, facts[req.cluster],
             [origin.file, origin.line, str(origin.ref), origin.app] if origin else None]
 
 
@@ -569,23 +579,33 @@ def _app_of(m: Manifest) -> str | None:
 
 
 @dataclass
-class _Scope:
-    """What a run reports on: every app, or (with changed files) the apps those files affect, the
-    changed files themselves, and the unchanged apps whose references point into an affected app
-    (a URL, a Secret or ConfigMap, a Service selecting its pods): a change is checked from both
-    sides. A changed path that does not exist and that no app reads (a deleted Application file,
-    a typo) could have affected anything: the whole repository is checked."""
-    apps: set[str] | None          # None: everything
+class _Changes:
+    """The changed files of a run, and what can be told of them before any app is loaded (once
+    per run; ``scope`` then tells which apps they affect)."""
     changed: set[str]
+    missing: set[str]      # changed paths that do not exist (deleted, or a typo)
+    given: bool            # a path-scoped run
 
     @classmethod
-    def of(cls, opts: Options, apps: dict[tuple, _App], disc: discover.Discovery) -> "_Scope":
-        if not opts.paths:
-            return cls(None, set())
+    def of(cls, opts: Options) -> "_Changes":
         changed = {posixpath.normpath(p) for p in opts.paths}
+        return cls(changed, {c for c in changed if not os.path.lexists(opts.repo / c)}, bool(opts.paths))
+
+    def narrow(self) -> set[str] | None:
+        """The changed files when the run's scope cannot become the whole repository (every
+        changed path exists, none is read by every app), else None: what discovery must parse."""
+        if not self.given or self.missing or any(
+                c in GLOBAL_FILES or posixpath.basename(c) == "cluster.yaml" for c in self.changed):
+            return None
+        return self.changed
+
+    def scope(self, apps: dict[tuple, "_App"], disc: discover.Discovery) -> "_Scope":
+        if not self.given:
+            return _Scope(None, set())
+        changed = self.changed
         if changed & set(GLOBAL_FILES) or any(
                 cf.directory and p == f"{cf.directory}/cluster.yaml" for p in changed for cf in disc.clusters.values()):
-            return cls(None, changed)
+            return _Scope(None, changed)
         affected, accounted = set(), set()
         # a changed AppProject affects the apps in it (and the app-of-apps that renders them)
         projects = {m.name for m in disc.argo if m.kind == "AppProject" and m.file in changed}
@@ -599,9 +619,20 @@ class _Scope:
                 affected.add(a.manifest.name)
                 # a missing path is accounted for only when the app names it (not just its folder)
                 accounted |= {c for c in hit if c in a.paths}
-        if any(not os.path.lexists(opts.repo / c) for c in changed - accounted):
-            return cls(None, changed)
-        return cls(affected, changed)
+        if self.missing - accounted:
+            return _Scope(None, changed)
+        return _Scope(affected, changed)
+
+
+@dataclass
+class _Scope:
+    """What a run reports on: every app, or (with changed files) the apps those files affect, the
+    changed files themselves, and the unchanged apps whose references point into an affected app
+    (a URL, a Secret or ConfigMap, a Service selecting its pods): a change is checked from both
+    sides. A changed path that does not exist and that no app reads (a deleted Application file,
+    a typo) could have affected anything: the whole repository is checked."""
+    apps: set[str] | None          # None: everything
+    changed: set[str]
 
     def widen(self, apps: dict[tuple, _App], contexts: dict[str | None, Context]) -> None:
         """Add the unchanged apps that point into an affected one (or, in a namespace an affected

@@ -174,12 +174,31 @@ class ValueIndex:
         self._default: dict[tuple, str] = {}                       # value path -> chart default
         self._by_leaf: dict[tuple[str, str], set[tuple]] = {}
         self._source: tuple[Path, str, tuple[str, ...]] | None = None
+        self._read: dict[str, list] = {}
 
     @classmethod
-    def of(cls, repo: Path, chart: str, value_files: list[str]) -> "ValueIndex":
+    def of(cls, repo: Path, chart: str, value_files: list[str], read: dict | None = None) -> "ValueIndex":
+        """``read``: value file -> its scalars, shared by the indexes of one run (a chart's
+        defaults are every one of its apps' first file)."""
         index = cls()
         index._source = (repo, chart, tuple(value_files))
+        index._read = {} if read is None else read
         return index
+
+    def _scalars(self, repo: Path, rel: str) -> list[tuple[tuple, int | None, str]]:
+        """(value path, line, value as text) of every scalar a value file sets, read once."""
+        if rel not in self._read:
+            out = []
+            try:
+                docs = list(load_all(decode((repo / rel).read_bytes())))
+            except (OSError, YamlProblem):
+                docs = []  # reported by the values stage
+            doc = docs[0] if docs else None
+            if doc is not None and isinstance(doc.data, dict):
+                out = [(path, doc.line_of(path), _text(value)) for path, value in walk(doc.data)
+                       if path and isinstance(path[-1], str) and (_scalar(value) or value is None)]
+            self._read[rel] = out
+        return self._read[rel]
 
     def _build(self) -> None:
         if self._source is None:
@@ -189,20 +208,12 @@ class ValueIndex:
         index = self
         defaults = f"{chart}/values.yaml"
         for rel in [defaults, *value_files]:
-            try:
-                docs = list(load_all(decode((repo / rel).read_bytes())))
-            except (OSError, YamlProblem):
-                continue  # reported by the values stage
-            doc = docs[0] if docs else None
-            if doc is None or not isinstance(doc.data, dict):
-                continue
-            for path, value in walk(doc.data):
-                if path and isinstance(path[-1], str) and (_scalar(value) or value is None):
-                    index._setters[path] = (rel, doc.line_of(path))
-                    index._final[path] = _text(value)
-                    if rel == defaults:
-                        index._default[path] = _text(value)
-                    index._by_leaf.setdefault((path[-1], _text(value)), set()).add(path)
+            for path, line, text in self._scalars(repo, rel):
+                index._setters[path] = (rel, line)
+                index._final[path] = text
+                if rel == defaults:
+                    index._default[path] = text
+                index._by_leaf.setdefault((path[-1], text), set()).add(path)
 
     def locate(self, obj: dict, paths: tuple[tuple, ...]) -> tuple[str, int | None] | None:
         """Where the field at the first of ``paths`` (or a related one) of a rendered object was

@@ -11,6 +11,7 @@ should ``GITOPS_VALIDATE_CACHE`` put it inside.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,12 @@ def default_dir(repo: Path) -> Path:
         return Path(os.environ["GITOPS_VALIDATE_CACHE"]).absolute()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base.absolute() / "gitops-validate" / hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _api_versions_digest(api_versions: tuple[str, ...]) -> str:
+    """A digest of a cluster's API versions (hundreds, the same for each of its apps), once."""
+    return hashlib.sha256(json.dumps(list(api_versions)).encode()).hexdigest()
 
 
 def _file_digest(path: Path) -> str:
@@ -148,7 +155,8 @@ class RenderCache:
             "helm": self.helm_identity(helm),
             "chart": self._chart(repo, req.chart),
             "values": [[f, os.path.realpath(repo / f), _file_digest(repo / f)] for f in req.value_files],
-            "req": [req.chart, req.release, req.namespace, req.kube_version, list(req.api_versions), req.values_yaml,
+            "req": [req.chart, req.release, req.namespace, req.kube_version,
+                    _api_versions_digest(tuple(req.api_versions)), req.values_yaml,
                     sorted(req.set.items()), sorted(req.set_string.items()),
                     req.skip_crds, req.skip_tests, req.skip_schema_validation],
         }
