@@ -138,6 +138,9 @@ MODE = {mode!r}
 for line in sys.stdin:
     req = json.loads(line)
     if req["argv"][1] == "version":
+        if os.environ.get("FAKE_LOG"):
+            with open(os.environ["FAKE_LOG"], "a") as log:
+                log.write("version\\n")
         p = subprocess.run(req["argv"], capture_output=True)
         out = p.stdout if MODE != "other-helm" else b"version.BuildInfo{{Version:\\"v9.9.9\\"}}\\n"
         status, err = p.returncode, p.stderr
@@ -196,6 +199,25 @@ def test_without_a_matching_renderer_the_cli_renders(tmp_path: Path, mode: str |
     r = run_cli("-v", env=_fake_env(tmp_path, mode))
     assert r.code == 0, (r.out, r.err)
     assert says in r.err
+
+
+def test_the_agreement_is_remembered_until_the_renderer_changes(tmp_path: Path, repo_copy: Path) -> None:
+    """Comparing the renderer's helm with the CLI's costs two processes: once per pair of binaries."""
+    env = _fake_env(tmp_path, "refuse")   # renders fall back to the CLI; `version` is answered truly
+    env["FAKE_LOG"] = str(tmp_path / "asked")
+    values = repo_copy / "clusters" / "minikube" / "values" / "todo-backend.yaml"
+
+    def run_with_a_render() -> int:
+        values.write_text(values.read_text() + "#\n")   # a new render key: one helm render
+        r = run_cli("-v", str(values.relative_to(repo_copy)), cwd=repo_copy, env=env)
+        assert r.code == 0 and "rendered by helm-renderer" in r.err, (r.out, r.err)
+        return len((tmp_path / "asked").read_text().splitlines())
+
+    assert run_with_a_render() == 1
+    assert run_with_a_render() == 1, "asked again though neither binary changed"
+    fake = tmp_path / "bin" / helmrenderer.NAME
+    fake.write_text(fake.read_text() + "\n")   # another renderer binary
+    assert run_with_a_render() == 2
 
 
 def test_the_cache_key_names_the_renderer(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import tools
 
@@ -144,6 +145,7 @@ class Pool:
 _lock = threading.Lock()
 _pools: dict[str, Pool | None] = {}   # helm path -> its renderers, or None: the helm CLI renders
 _notes: dict[str, str] = {}           # helm path -> which renders and why (``-v``)
+_agreed: set[str] = set()             # helm paths whose renderer is known to embed the same helm
 
 
 def locate(helm: str) -> str | None:
@@ -154,9 +156,18 @@ def locate(helm: str) -> str | None:
     return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
 
-def pool_for(helm: str, env: dict[str, str], timeout: float = HANDSHAKE_TIMEOUT) -> Pool | None:
+def agreed(helm: str) -> None:
+    """The render cache remembers that the renderer beside ``helm`` embeds the helm it reports (both
+    binaries unchanged since): this run need not ask them."""
+    with _lock:
+        _agreed.add(helm)
+
+
+def pool_for(helm: str, env: dict[str, str], timeout: float = HANDSHAKE_TIMEOUT,
+             on_agreed: Callable[[str], None] | None = None) -> Pool | None:
     """The renderers that stand in for ``helm`` in this run, or None when the CLI renders: no
-    renderer is found, or it embeds another helm (its ``version`` differs from the CLI's)."""
+    renderer is found, or it embeds another helm (its ``version`` differs from the CLI's).
+    ``on_agreed(helm)`` is told when they were compared and agree."""
     with _lock:
         if helm in _pools:
             return _pools[helm]
@@ -164,6 +175,9 @@ def pool_for(helm: str, env: dict[str, str], timeout: float = HANDSHAKE_TIMEOUT)
         pool = None
         if path is None:
             _notes[helm] = f"helm CLI (no {NAME} beside {helm}; `make setup` builds it)"
+        elif helm in _agreed:
+            pool = Pool(path, env)
+            _notes[helm] = f"{NAME} ({path})"
         else:
             pool = Pool(path, env)
             argv = [helm, "version"]
@@ -176,6 +190,8 @@ def pool_for(helm: str, env: dict[str, str], timeout: float = HANDSHAKE_TIMEOUT)
                                 f"helm says {theirs.stdout.decode('utf-8', 'replace').strip()!r})")
             else:
                 _notes[helm] = f"{NAME} ({path})"
+                if on_agreed:
+                    on_agreed(helm)
         _pools[helm] = pool
         return pool
 
@@ -191,5 +207,6 @@ def close_all() -> None:
     with _lock:
         pools = [p for p in _pools.values() if p is not None]
         _pools.clear()
+        _agreed.clear()
     for p in pools:
         p.close()

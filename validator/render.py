@@ -121,8 +121,10 @@ class Rendered:
 _USER_ERROR = re.compile(r"^Error: ", re.M)
 
 
-def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float) -> tuple[str | None, str | None]:
-    """(stdout, None) or (None, the chart's error as helm put it); ``ToolFailed`` when helm fails."""
+def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float,
+             cache: RenderCache | None = None) -> tuple[str | None, str | None]:
+    """(stdout, None) or (None, the chart's error as helm put it); ``ToolFailed`` when helm fails.
+    ``cache`` remembers that helm-renderer and helm agree, for the next run."""
     tmp = None
     try:
         if req.values_yaml:
@@ -130,7 +132,7 @@ def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float) -> tuple
             with os.fdopen(fd, "w") as fh:
                 fh.write(req.values_yaml)
         argv, env = [helm, *req.args(repo, tmp)], {**os.environ, "HELM_NO_PLUGINS": "1"}
-        renderer = helmrenderer.pool_for(helm, env)
+        renderer = helmrenderer.pool_for(helm, env, on_agreed=cache.renderer_agreed if cache else None)
         proc = renderer.run(argv, repo, env, timeout) if renderer else None
         if proc is None or proc.returncode != 0:  # the CLI has the last word on a failure
             proc = tools.run("helm", argv, timeout, cwd=repo, env=env)
@@ -204,7 +206,7 @@ def render(repo: Path, req: RenderRequest, helm: str, cache: RenderCache | None,
     out = cache.get(key) if cache and key else None
     cached = out is not None
     if out is None:
-        out, err = run_helm(repo, req, helm, timeout)
+        out, err = run_helm(repo, req, helm, timeout, cache)
         if err is not None:
             origin = req.origin
             return Rendered(req, [], [Finding("values/render-failed", Severity.ERROR, f"helm template failed: {err}",

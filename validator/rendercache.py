@@ -134,8 +134,19 @@ class RenderCache:
                 self._helm = digest + " " + version
                 renderer = helmrenderer.locate(helm)  # it renders in helm's place: its binary is in the key too
                 if renderer:
-                    self._helm += f" {helmrenderer.NAME} {self._binary_digest(renderer)[0]}"
+                    mine, memo = self._binary_digest(renderer)
+                    self._helm += f" {helmrenderer.NAME} {mine}"
+                    # the helm it embeds is a function of its content too: once it agrees with this
+                    # helm's version, no run needs to ask either again (helmrenderer.pool_for)
+                    if not script and self.get_file(memo.with_suffix(".agrees")) == self._helm:
+                        helmrenderer.agreed(helm)
             return self._helm
+
+    def renderer_agreed(self, helm: str) -> None:
+        """Remember that the renderer beside ``helm`` embeds the helm ``helm version`` reports."""
+        renderer = helmrenderer.locate(helm)
+        if renderer and self._helm is not None:
+            self.put_file(self._binary_digest(renderer)[1].with_suffix(".agrees"), self._helm)
 
     def _binary_digest(self, path: str) -> tuple[str, Path]:
         """The binary's content hash, and the memo file it is remembered in."""
