@@ -213,20 +213,21 @@ class RenderCache:
         if not self.enabled or not self.directory.is_dir():
             return 0
         entries = []
-        for p in self.directory.iterdir():
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            if p.is_file():
-                entries.append((st.st_mtime_ns, st.st_size, p))
+        with os.scandir(self.directory) as it:  # one stat per entry, no Path per file: 500 apps, every run
+            for e in it:
+                try:
+                    if e.is_file(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        entries.append((st.st_mtime_ns, st.st_size, e.path))
+                except OSError:
+                    continue
         total = sum(size for _, size, _ in entries)
         removed = 0
         for _, size, p in sorted(entries):
             if total <= self.max_bytes:
                 break
             try:
-                p.unlink()
+                os.unlink(p)
             except OSError:
                 continue
             total -= size
