@@ -68,6 +68,9 @@ def test_manifests_on_stdin(tmp_path):
 @pytest.mark.parametrize("text,rule,line", [
     ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n data: {}\n", "yaml/syntax", 5),
     ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  name: y\n", "yaml/duplicate-key", 5),
+    # in a later document of a stream: the file's line, not the document's
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\n"
+     "metadata:\n  name: x\n  name: y\n", "yaml/duplicate-key", 10),
     ("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
      "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
      "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: [*h,*h,*h,*h,*h,*h,*h,*h,*h,*h]\n",

@@ -91,8 +91,9 @@ def decode(raw: bytes) -> str:
         raise YamlProblem("yaml/encoding", f"not UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start}", line) from None
 
 
-def _check_mapping_keys(node: Node) -> None:
-    """Refuse duplicate keys, which YAML forbids and PyYAML silently overwrites."""
+def _check_mapping_keys(node: Node, first_line: int = 1) -> None:
+    """Refuse duplicate keys, which YAML forbids and PyYAML silently overwrites. ``first_line``: the
+    file line the text starts at (a document of a stream is parsed on its own)."""
     seen: set[int] = set()
     stack = [node]
     while stack:
@@ -107,8 +108,8 @@ def _check_mapping_keys(node: Node) -> None:
                     if k.value in keys:
                         raise YamlProblem("yaml/duplicate-key",
                                           f"duplicate key {k.value!r} (first at line {keys[k.value]})",
-                                          k.start_mark.line + 1)
-                    keys[k.value] = k.start_mark.line + 1
+                                          k.start_mark.line + first_line)
+                    keys[k.value] = k.start_mark.line + first_line
                 stack.append(k)
                 stack.append(v)
         elif isinstance(n, SequenceNode):
@@ -279,7 +280,7 @@ def load_all(text: str, *, first_line: int = 1) -> Iterator[Document]:
                 node = loader.get_node()
                 if node is None:
                     continue
-                _check_mapping_keys(node)
+                _check_mapping_keys(node, first_line)
                 # without a "*" there is no alias, and the graph is as large as the text
                 if may_alias and _expanded_size(node) > MAX_EXPANDED_NODES:
                     raise YamlProblem("yaml/alias-bomb",
