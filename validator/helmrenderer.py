@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 from . import tools
 
@@ -145,7 +145,6 @@ class Pool:
 _lock = threading.Lock()
 _pools: dict[str, Pool | None] = {}   # helm path -> its renderers, or None: the helm CLI renders
 _notes: dict[str, str] = {}           # helm path -> which renders and why (``-v``)
-_agreed: set[str] = set()             # helm paths whose renderer is known to embed the same helm
 
 
 def locate(helm: str) -> str | None:
@@ -156,30 +155,29 @@ def locate(helm: str) -> str | None:
     return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
 
-def agreed(helm: str) -> None:
-    """The render cache remembers that the renderer beside ``helm`` embeds the helm it reports (both
-    binaries unchanged since): this run need not ask them."""
-    with _lock:
-        _agreed.add(helm)
+class AgreementMemo(Protocol):
+    """Where a run remembers that the renderer beside a helm embeds that helm (the render cache,
+    by both binaries' identity): a later run then asks neither for its version."""
+
+    def renderer_agrees(self, helm: str) -> bool: ...
+
+    def renderer_agreed(self, helm: str) -> None: ...
 
 
 def pool_for(helm: str, env: dict[str, str], timeout: float = HANDSHAKE_TIMEOUT,
-             on_agreed: Callable[[str], None] | None = None) -> Pool | None:
+             memo: AgreementMemo | None = None) -> Pool | None:
     """The renderers that stand in for ``helm`` in this run, or None when the CLI renders: no
-    renderer is found, or it embeds another helm (its ``version`` differs from the CLI's).
-    ``on_agreed(helm)`` is told when they were compared and agree."""
+    renderer is found, or it embeds another helm (its ``version`` differs from the CLI's)."""
     with _lock:
         if helm in _pools:
             return _pools[helm]
         path = locate(helm)
-        pool = None
-        if path is None:
+        pool = None if path is None else Pool(path, env)
+        if pool is None:
             _notes[helm] = f"helm CLI (no {NAME} beside {helm}; `make setup` builds it)"
-        elif helm in _agreed:
-            pool = Pool(path, env)
+        elif memo is not None and memo.renderer_agrees(helm):
             _notes[helm] = f"{NAME} ({path})"
         else:
-            pool = Pool(path, env)
             argv = [helm, "version"]
             mine = pool.run(argv, Path.cwd(), env, timeout)
             theirs = tools.run("helm", argv, timeout, env=env)
@@ -190,8 +188,8 @@ def pool_for(helm: str, env: dict[str, str], timeout: float = HANDSHAKE_TIMEOUT,
                                 f"helm says {theirs.stdout.decode('utf-8', 'replace').strip()!r})")
             else:
                 _notes[helm] = f"{NAME} ({path})"
-                if on_agreed:
-                    on_agreed(helm)
+                if memo is not None:
+                    memo.renderer_agreed(helm)
         _pools[helm] = pool
         return pool
 
@@ -207,6 +205,5 @@ def close_all() -> None:
     with _lock:
         pools = [p for p in _pools.values() if p is not None]
         _pools.clear()
-        _agreed.clear()
     for p in pools:
         p.close()

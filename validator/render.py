@@ -132,7 +132,7 @@ def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float,
             with os.fdopen(fd, "w") as fh:
                 fh.write(req.values_yaml)
         argv, env = [helm, *req.args(repo, tmp)], {**os.environ, "HELM_NO_PLUGINS": "1"}
-        renderer = helmrenderer.pool_for(helm, env, on_agreed=cache.renderer_agreed if cache else None)
+        renderer = helmrenderer.pool_for(helm, env, memo=cache)
         proc = renderer.run(argv, repo, env, timeout) if renderer else None
         if proc is None or proc.returncode != 0:  # the CLI has the last word on a failure
             proc = tools.run("helm", argv, timeout, cwd=repo, env=env)

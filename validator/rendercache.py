@@ -88,6 +88,8 @@ class RenderCache:
         self._charts: dict[str, list] = {}   # chart dir -> tree digest, once per run
         self._helm: str | None = None
         self._helm_lock = threading.Lock()
+        self._agrees = False                    # the renderer beside helm is known to embed it
+        self._agrees_memo: Path | None = None   # where that is remembered, when there is a renderer
 
     def _disable(self, why: OSError) -> None:
         with self._lock:
@@ -138,15 +140,20 @@ class RenderCache:
                     self._helm += f" {helmrenderer.NAME} {mine}"
                     # the helm it embeds is a function of its content too: once it agrees with this
                     # helm's version, no run needs to ask either again (helmrenderer.pool_for)
-                    if not script and self.get_file(memo.with_suffix(".agrees")) == self._helm:
-                        helmrenderer.agreed(helm)
+                    self._agrees_memo = memo.with_suffix(".agrees")
+                    self._agrees = not script and self.get_file(self._agrees_memo) == self._helm
             return self._helm
+
+    def renderer_agrees(self, helm: str) -> bool:
+        """Whether an earlier run found the renderer beside ``helm`` embedding that very helm."""
+        self.helm_identity(helm)
+        return self._agrees
 
     def renderer_agreed(self, helm: str) -> None:
         """Remember that the renderer beside ``helm`` embeds the helm ``helm version`` reports."""
-        renderer = helmrenderer.locate(helm)
-        if renderer and self._helm is not None:
-            self.put_file(self._binary_digest(renderer)[1].with_suffix(".agrees"), self._helm)
+        self.helm_identity(helm)
+        if self._agrees_memo is not None:
+            self.put_file(self._agrees_memo, self._helm)
 
     def _binary_digest(self, path: str) -> tuple[str, Path]:
         """The binary's content hash, and the memo file it is remembered in."""
