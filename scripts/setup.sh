@@ -47,11 +47,12 @@ if ! stamp_ok helm "$HELM_VERSION" || [ ! -x "$TOOLS/bin/helm" ]; then
     "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
   stamp helm "$HELM_VERSION"
 fi
-if ! stamp_ok kubeconform "$KUBECONFORM_VERSION" || [ ! -x "$TOOLS/bin/kubeconform" ]; then
+# kubeconform's -v says its version only when it is stamped in, as in a release build (`doctor`)
+if ! stamp_ok kubeconform "$KUBECONFORM_VERSION main.version" || [ ! -x "$TOOLS/bin/kubeconform" ]; then
   step "building kubeconform $KUBECONFORM_VERSION (go install)"
-  GOBIN="$TOOLS/bin" CGO_ENABLED=0 go install -ldflags "-s -w" \
+  GOBIN="$TOOLS/bin" CGO_ENABLED=0 go install -ldflags "-s -w -X main.version=$KUBECONFORM_VERSION" \
     "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-  stamp kubeconform "$KUBECONFORM_VERSION"
+  stamp kubeconform "$KUBECONFORM_VERSION main.version"
 fi
 
 # helm-renderer: helm's command line from the same module in one long-lived process (the validator
