@@ -6,7 +6,8 @@ each cluster count, every round runs, interleaved (one of each before the next r
 
   cold        gitops-validate on the repo with an empty render cache
   warm        the same again (renders from the cache)
-  one file    one values file changed (a new comment: a cache miss), pre-commit style: that path only
+  one file    one values file changed (a new pod annotation each round: a new render, new objects for
+              kubeconform and the rules, a new values check), pre-commit style: that path only
   floor       what any validator must do at least: `helm template` per app (as many in parallel
               as we use) plus one kubeconform over everything (the helm CLI: a process per app)
   manifests   gitops-validate --manifests on the pre-rendered objects (schema + policy, no helm)
@@ -170,7 +171,8 @@ class Subject:
         path = self.repo / rel
         original = path.read_text()
         self.round += 1
-        path.write_text(original + f"# bench round {self.round}\n")   # new content: one helm render
+        # a real change, not a comment: every cache keyed by the values' content misses
+        path.write_text(original + f"podAnnotations:\n  bench/round: \"{self.round}\"\n")
         try:
             return self.ours(rel)
         finally:
