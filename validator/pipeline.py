@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -129,6 +130,19 @@ def _kube_version(opts: Options, facts: ClusterFacts | None) -> str:
 
 
 def run(opts: Options) -> Result:
+    # A run builds one large heap of parsed objects that lives until its end; the cycle collector
+    # would rescan it again and again as it grows (a fifth of a warm path-scoped run's CPU at 500
+    # apps). Reference counting still frees everything acyclic; cycles wait for the run's end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(opts)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _run(opts: Options) -> Result:
     start = time.perf_counter()
     tools.set_deadline(opts.config.limits.deadline)
     kubeconform = find_tool("kubeconform")
