@@ -2,13 +2,13 @@
 the cycle collector off: no finding changes (issue 13, change 16).
 
 On a generated repo (tests/synth.py, planted defects) with one small app per kind of cross-app
-reference into backend0 (an in-cluster URL, a ConfigMap key, Secrets, a ServiceAccount, a
-Service selecting its pods, a NetworkPolicy selecting them), each change to backend0's values
-gives the JSON findings of the code before (commit BEFORE, from `git archive`, no cache), with the
-cache warm and cold. Each change makes a finding of its own (a URL, a ConfigMap key, a Service
-selecting nothing, the cluster's capacity sum); only the apps that the widening follows are
-reported (the URL, ConfigMap and Secret readers and the selecting Service); the ServiceAccount and
-NetworkPolicy readers are not, before as after.
+reference into backend0 (an in-cluster URL from its namespace and from another, a ConfigMap key,
+Secrets, a ServiceAccount, a Service selecting its pods, a NetworkPolicy selecting them), each
+change to backend0's values gives the JSON findings of the code before (commit BEFORE, from `git
+archive`, no cache), with the cache warm and cold. Each change makes a finding of its own (a URL,
+a ConfigMap key, a Service selecting nothing, the cluster's capacity sum); only the apps that the
+widening follows are reported (the URL, ConfigMap and Secret readers and the selecting Service);
+the ServiceAccount and NetworkPolicy readers are not, before as after.
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ CONSUMERS = {
         f"          env: [{{name: T, valueFrom: {{secretKeyRef: {{name: {TARGET}-token, key: t}}}}}},\n"
         "                {name: J, valueFrom: {secretKeyRef: {name: todo-backend-secrets, key: JWT_SECRET}}}]\n")),
     "runs-as": _reader("runs-as", pod=f"      serviceAccountName: {TARGET}\n"),
+    # from another namespace, by the Service's namespaced name
+    "calls-across": _reader("calls-across", container=(
+        f"          env: [{{name: API, value: 'http://{TARGET}.todo.svc:8001/api'}}]\n")).replace("namespace: todo", "namespace: web"),
     "selects": f"""apiVersion: v1
 kind: Service
 metadata: {{name: selects, namespace: todo}}
@@ -85,11 +88,11 @@ spec:
 
 #: The consumers the widening takes in for any change to backend0: they name one of its objects,
 #: or a missing one in the namespace it renders into (reads-secret), or select its pods.
-WIDENED = {"reads-url", "reads-configmap", "reads-secret", "selects"}
+WIDENED = {"reads-url", "reads-configmap", "reads-secret", "selects", "calls-across"}
 
 #: change to backend0's values -> (app, rule) of a finding it makes (so the comparison sees it)
 CHANGES = {
-    "service port": (("port: 8001", "port: 8005"), ("reads-url", "refs/in-cluster-url")),
+    "service port": (("port: 8001", "port: 8005"), ("calls-across", "refs/in-cluster-url")),
     "configmap key": (("MODE: fast", "MODES: fast"), ("reads-configmap", "refs/missing-configmap")),
     "every name": (("replicaCount: 2", "nameOverride: renamed\nreplicaCount: 2"), ("selects", "refs/service-selector")),
     "capacity sum": (("replicaCount: 2", "replicaCount: 60"), ("backend0", "capacity/exceeded")),
