@@ -31,11 +31,15 @@ BEFORE = "54c0c41"
 
 @pytest.fixture(scope="module")
 def before_code(tmp_path_factory) -> Path:
-    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE, "validator", "versions"],
+    return archived(BEFORE, tmp_path_factory.mktemp("before"))
+
+
+def archived(commit: str, code: Path) -> Path:
+    """The validator of ``commit`` in ``code``, importable as gitops_validate (PYTHONPATH=code)."""
+    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "validator", "versions"],
                          capture_output=True, timeout=60)
     if out.returncode != 0:
-        pytest.fail(f"cannot read commit {BEFORE} (a shallow clone?): {out.stderr.decode()[-300:]}")
-    code = tmp_path_factory.mktemp("before")
+        pytest.fail(f"cannot read commit {commit} (a shallow clone?): {out.stderr.decode()[-300:]}")
     with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
         tar.extractall(code, filter="data")
     (code / "validator").rename(code / "gitops_validate")   # data/versions links to ../../versions

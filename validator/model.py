@@ -100,6 +100,13 @@ class Manifest:
         ns = self.metadata.get("namespace")
         return None if ns is None else str(ns)
 
+    def identity(self) -> tuple[str, str | None, str]:
+        """(kind, namespace, name) as the properties give them, the metadata read once (what the
+        rules' indexes file an object under)."""
+        meta = self.metadata
+        ns = meta.get("namespace")
+        return str(self.doc.get("kind", "")), None if ns is None else str(ns), str(meta.get("name", ""))
+
     @property
     def spec(self) -> dict:
         return mapping(self.doc.get("spec"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -129,6 +130,19 @@ def _kube_version(opts: Options, facts: ClusterFacts | None) -> str:
 
 
 def run(opts: Options) -> Result:
+    # A run builds one large heap of parsed objects that lives until its end; the cycle collector
+    # would rescan it again and again as it grows (a fifth of a warm path-scoped run's CPU at 500
+    # apps). Reference counting still frees everything acyclic; cycles wait for the run's end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(opts)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _run(opts: Options) -> Result:
     start = time.perf_counter()
     tools.set_deadline(opts.config.limits.deadline)
     kubeconform = find_tool("kubeconform")
@@ -396,7 +410,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                                  unrendered=frozenset(unrendered.get(cluster, ())))
                 for cluster, objs in by_cluster.items()}
     scope = changes.scope(apps, disc)
-    scope.widen(apps, contexts)
+    scope.widen(apps, contexts, cached_objects)
     checked = [m for m in all_objects if scope.keeps(_app_of(m), m.file)]
     for a in apps.values():
         findings += a.findings
@@ -435,7 +449,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     n_apps = sum(1 for a in apps.values() if scope.keeps(a.manifest.name, None))
     if stored:
         for item in fresh.values():
-            objs = [resultcache.Object(m.doc, m.file, None if m.kind.lower() in crd_kinds else schema_of[id(m)], *record[id(m)])
+            objs = [resultcache.Object(m.doc, m.file, None if m.kind.lower() in crd_kinds else schema_of[id(m)], *record[id(m)],
+                                       _stored_references(m))
                     for m in item.manifests if record is not None and id(m) in record and id(m) in schema_of]
             if len(objs) == len(item.manifests):  # every object checked in full by this run
                 stored.put(item.key, resultcache.Entry(item.values, item.rendered, item.render, objs))
@@ -443,6 +458,15 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         cache.evict()
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits,
                    budgets=sorted(budgets, key=lambda b: b.cluster))
+
+
+def _stored_references(m: Manifest) -> list | None:
+    """What the result cache keeps of the object for the widening; None (computed when needed)
+    when it cannot be read."""
+    try:
+        return refs.reference_candidates(m)
+    except Exception:  # noqa: BLE001 - the widening then reads the object itself, as it always could
+        return None
 
 
 @dataclass
@@ -634,12 +658,16 @@ class _Scope:
     apps: set[str] | None          # None: everything
     changed: set[str]
 
-    def widen(self, apps: dict[tuple, _App], contexts: dict[str | None, Context]) -> None:
+    def widen(self, apps: dict[tuple, _App], contexts: dict[str | None, Context],
+              known: Mapping[int, resultcache.Object] | None = None) -> None:
         """Add the unchanged apps that point into an affected one (or, in a namespace an affected
-        app renders into, at something no longer there: the change may have removed it)."""
+        app renders into, at something no longer there: the change may have removed it).
+        ``known``: id(object) -> its result-cache record, whose stored references are read
+        instead of walking the object again."""
         if self.apps is None or not self.apps:
             return
         changed = set(self.apps)
+        known = known or {}
         into = {(m.cluster, m.namespace) for a in apps.values() if a.manifest.name in changed for m in a.manifests}
         namespaces = {cluster: {ns for c, ns in into if c == cluster and ns} for cluster in contexts}
         for a in apps.values():
@@ -647,23 +675,39 @@ class _Scope:
             if name in changed or a.cluster not in contexts:
                 continue
             ctx = contexts[a.cluster]
-            if any(_points_into(m, ctx, changed, into, namespaces[a.cluster]) for m in a.manifests):
-                self.apps.add(name)
+            for m in a.manifests:
+                o = known.get(id(m))
+                candidates = o.refs if o is not None and o.refs is not None else refs.reference_candidates(m)
+                if _points_into(m, a.cluster, candidates, ctx, changed, into, namespaces[a.cluster]):
+                    self.apps.add(name)
+                    break
 
     def keeps(self, app: str | None, file: str | None) -> bool:
         return self.apps is None or app in self.apps or (file is not None and file in self.changed)
 
 
-def _points_into(m: Manifest, ctx: Context, changed: set[str], into: set[tuple], namespaces: set[str]) -> bool:
-    for kind, ns, name in refs.references(m, namespaces | ({m.namespace} if m.namespace else set())):
+def _points_into(m: Manifest, cluster: str | None, candidates: list, ctx: Context, changed: set[str],
+                 into: set[tuple], namespaces: set[str]) -> bool:
+    """Whether ``m`` (of an app of ``cluster``, whose references are ``candidates``:
+    refs.reference_candidates) points into a changed app. Every way it can needs the namespace
+    pointed at to be one a changed app renders into (``into``): an object of a changed app found
+    in ``ctx`` (the cluster's) is in (cluster, its namespace); a missing one counts in
+    (m.cluster, namespace). References elsewhere are not looked up."""
+    own = m.namespace
+    for kind, ns, name, conditional in candidates:
+        if conditional and ns not in namespaces and not (own and ns == own):
+            continue  # `svc.ns` with ns no namespace of the cluster: no reference (refs.references)
+        if (cluster, ns) not in into and (m.cluster, ns) not in into:
+            continue
         target = ctx.find(kind, ns, name)
         if target is not None:
             if target.app in changed:
                 return True
         elif (m.cluster, ns) in into and not (kind == "Secret" and secret_keys(ctx, ns, name)[0]):
             return True
-    pods = refs.selected(m, ctx)
-    if pods is not None:
-        if any(w.app in changed for w in pods) or (not pods and (m.cluster, m.namespace) in into):
-            return True
+    if ((cluster, own) in into or (m.cluster, own) in into) and m.kind == "Service":
+        pods = refs.selected(m, ctx)
+        if pods is not None:
+            if any(w.app in changed for w in pods) or (not pods and (m.cluster, own) in into):
+                return True
     return False

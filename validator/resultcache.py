@@ -146,6 +146,9 @@ class Object:
     schema: list[Finding] | None     # None: re-check with kubeconform (a CRD of the run defines its kind)
     local: list[Finding]             # findings of the rules that read only the object (and config facts)
     cross: list[str]                 # the rules that read other objects: they re-run every time
+    #: refs.reference_candidates of the object (what a path-scoped run's widening asks of it);
+    #: None: not stored, computed when needed
+    refs: list[list] | None = None
 
 
 @dataclasses.dataclass
@@ -161,7 +164,8 @@ class Entry:
                            "render": encode(self.render),
                            "objects": [{"doc": o.doc, "file": o.file,
                                         "schema": None if o.schema is None else encode(o.schema),
-                                        "local": encode(o.local), "cross": o.cross} for o in self.objects]})
+                                        "local": encode(o.local), "cross": o.cross, "refs": o.refs}
+                                       for o in self.objects]})
 
     @classmethod
     def load(cls, text: str) -> "Entry":
@@ -174,9 +178,18 @@ class Entry:
             if not (isinstance(o["doc"], dict) and isinstance(o["file"], (str, type(None))) and isinstance(o["cross"], list)
                     and all(isinstance(r, str) for r in o["cross"])):
                 raise ValueError("not an object of this format")
+            refs = o.get("refs")
+            if refs is not None and not (isinstance(refs, list) and all(_is_reference(r) for r in refs)):
+                raise ValueError("not an object of this format")
             objects.append(Object(o["doc"], o["file"], None if o["schema"] is None else decode_findings(o["schema"]),
-                                  decode_findings(o["local"]), o["cross"]))
+                                  decode_findings(o["local"]), o["cross"], refs))
         return cls(decode_findings(data["values"]), data["rendered"], decode_findings(data["render"]), objects)
+
+
+def _is_reference(r: Any) -> bool:
+    """[kind, namespace or None, name, conditional]: one of refs.reference_candidates."""
+    return (isinstance(r, list) and len(r) == 4 and isinstance(r[0], str) and isinstance(r[1], (str, type(None)))
+            and isinstance(r[2], str) and isinstance(r[3], bool))
 
 
 class ResultCache:

@@ -173,43 +173,49 @@ class Context:
     @cached_property
     def namespaces(self) -> frozenset[str]:
         """The namespaces of the cluster: those of its objects, and its Namespace objects."""
-        names = {m.namespace for m in self.objects if m.namespace and _hashable(m.namespace)}
+        names = {ns for _, _, ns, _ in self._identity if ns and _hashable(ns)}
         names |= {m.name for m in self._by_kind.get("Namespace", ())}
         return frozenset(names)
 
     # --- the indexes (each built on first use; cached_property writes past the frozen fields) -----
 
     @cached_property
+    def _identity(self) -> list[tuple[Manifest, str, str | None, str]]:
+        """(object, kind, namespace, name) of every object, in order, each read once per run: the
+        indexes below share it (the objects are not changed once a Context holds them)."""
+        return [(m, *m.identity()) for m in self.objects]
+
+    @cached_property
     def _by_kind(self) -> dict[str, list[Manifest]]:
         out: dict[str, list[Manifest]] = {}
-        for m in self.objects:
-            out.setdefault(m.kind, []).append(m)
+        for m, kind, _, _ in self._identity:
+            out.setdefault(kind, []).append(m)
         return out
 
     @cached_property
     def _odd_namespace(self) -> list[Manifest]:
         """Objects whose metadata.namespace is not hashable (a list, a mapping): never indexed."""
-        return [m for m in self.objects if not _hashable(m.namespace)]
+        return [m for m, _, ns, _ in self._identity if not _hashable(ns)]
 
     @cached_property
     def _by_name(self) -> dict[tuple, Manifest]:
         out: dict[tuple, Manifest] = {}
-        for m in self.objects:
-            if _hashable(m.namespace):
-                out.setdefault((m.kind, m.namespace, m.name), m)
+        for m, kind, ns, name in self._identity:
+            if _hashable(ns):
+                out.setdefault((kind, ns, name), m)
         return out
 
     @cached_property
     def _by_namespace(self) -> dict[tuple, list[Manifest]]:
         out: dict[tuple, list[Manifest]] = {}
-        for m in self.objects:
-            if _hashable(m.namespace):
-                out.setdefault((m.kind, m.namespace), []).append(m)
+        for m, kind, ns, _ in self._identity:
+            if _hashable(ns):
+                out.setdefault((kind, ns), []).append(m)
         return out
 
     @cached_property
     def _workloads(self) -> list[Manifest]:
-        return [m for m in self.objects if m.kind in WORKLOAD_KINDS and not m.is_hook()]
+        return [m for m, kind, _, _ in self._identity if kind in WORKLOAD_KINDS and not m.is_hook()]
 
     @cached_property
     def _workloads_by_namespace(self) -> dict:
@@ -272,11 +278,11 @@ class Context:
         """(namespace, label key, its value as text) -> workloads carrying it, hooks included;
         (namespace,) -> all its workloads."""
         out: dict[tuple, list[Manifest]] = {}
-        for w in self.objects:
-            if w.kind in WORKLOAD_KINDS and _hashable(w.namespace):
-                out.setdefault((w.namespace,), []).append(w)
+        for w, kind, ns, _ in self._identity:
+            if kind in WORKLOAD_KINDS and _hashable(ns):
+                out.setdefault((ns,), []).append(w)
                 for k, v in (_labels_or_none(w) or {}).items():
-                    out.setdefault((w.namespace, str(k), str(v)), []).append(w)
+                    out.setdefault((ns, str(k), str(v)), []).append(w)
         return out
 
     def rendered_by(self, app: str, kind: str) -> list[Manifest]:
@@ -286,8 +292,8 @@ class Context:
     @cached_property
     def _by_app_kind(self) -> dict[tuple[str | None, str], list[Manifest]]:
         index: dict[tuple[str | None, str], list[Manifest]] = {}
-        for m in self.objects:
-            index.setdefault((m.app, m.kind), []).append(m)
+        for m, kind, _, _ in self._identity:
+            index.setdefault((m.app, kind), []).append(m)
         return index
 
 

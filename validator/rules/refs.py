@@ -162,15 +162,24 @@ def _is_ip(host: str) -> bool:
 def service_of_host(host: str, own_namespace: str | None, namespaces: Set[str]) -> tuple[str | None, str] | None:
     """(namespace, service) that an in-cluster host name resolves to, or None when the host is not
     one we can attribute (localhost, an IP, an external name)."""
+    target = _host_target(host, own_namespace)
+    if target is None or (target[2] and target[0] not in namespaces):
+        return None
+    return target[0], target[1]
+
+
+def _host_target(host: str, own_namespace: str | None) -> tuple[str | None, str, bool] | None:
+    """``service_of_host`` without the namespace set: (namespace, service, whether that holds only
+    when the namespace is one of the cluster's: `svc.ns...`), or None."""
     host = host.lower().rstrip(".")
     if not host or host == "localhost" or _is_ip(host):
         return None
     labels = host.split(".")
     if len(labels) == 1:
-        return own_namespace, labels[0]
+        return own_namespace, labels[0], False
     svc, ns, rest = labels[0], labels[1], labels[2:]
-    if ns in namespaces and rest in ([], ["svc"], ["svc", "cluster", "local"]):
-        return ns, svc
+    if rest in ([], ["svc"], ["svc", "cluster", "local"]):
+        return ns, svc, True
     return None
 
 
@@ -234,15 +243,27 @@ def _url_texts(m: Manifest) -> Iterator[tuple[str, str, tuple]]:
 def references(m: Manifest, namespaces: set[str]) -> Iterator[tuple[str, str | None, str]]:
     """(kind, namespace, name) of every object ``m`` names: Services its in-cluster URLs point at,
     Secrets and ConfigMaps its pods read. (A Service's selector names pods by label: see ``selected``.)"""
+    for kind, ns, name, conditional in reference_candidates(m):
+        if not conditional or ns in namespaces:
+            yield kind, ns, name
+
+
+def reference_candidates(m: Manifest) -> list[list]:
+    """``references`` whatever the cluster's namespaces are: [kind, namespace, name, conditional],
+    where conditional means "only when namespace is one of the cluster's" (a URL host `svc.ns`).
+    Plain JSON data of the object alone: the result cache keeps it with the object, so that a
+    path-scoped run's widening does not walk every unchanged object again."""
+    out: list[list] = []
     for text, _, _ in _url_texts(m):
         for match in _URL.finditer(text):
-            target = service_of_host(match.group(1), m.namespace, namespaces)
+            target = _host_target(match.group(1), m.namespace)
             if target is not None:
-                yield "Service", target[0], target[1]
+                out.append(["Service", target[0], target[1], target[2]])
     for kind in ("Secret", "ConfigMap"):
         for ref in pod_refs(m, kind):
             if not ref.optional:
-                yield kind, m.namespace, ref.name
+                out.append([kind, m.namespace, ref.name, False])
+    return out
 
 
 def selected(service: Manifest, ctx: Context) -> list[Manifest] | None:
