@@ -42,6 +42,7 @@ from .rendercache import RenderCache
 SUFFIX = ".result.json"
 VERDICT_SUFFIX = ".kubeconform.json"
 FORMAT = 1
+_TEXT = {str}
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,6 +68,8 @@ def source_digest(root: Path) -> str:
 def canonical(value: Any) -> Any:
     """``value`` as JSON data that is the same in every process: sets sorted (their order
     follows the string hash seed), dataclasses and mappings by field or key."""
+    if value is None or type(value) in (str, int, float, bool):  # most of it: asked first
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -132,6 +135,8 @@ def decode(value: Any) -> Any:
 
 
 def decode_findings(value: Any) -> list[Finding]:
+    if type(value) is list and not value:  # most objects have none
+        return []
     out = decode(value)
     if not isinstance(out, list) or not all(isinstance(f, Finding) for f in out):
         raise ValueError("not a list of findings")
@@ -172,7 +177,7 @@ class Entry:
         objects = []
         for o in data["objects"]:
             if not (isinstance(o["doc"], dict) and isinstance(o["file"], (str, type(None))) and isinstance(o["cross"], list)
-                    and all(isinstance(r, str) for r in o["cross"])):
+                    and {*map(type, o["cross"])} <= _TEXT):
                 raise ValueError("not an object of this format")
             objects.append(Object(o["doc"], o["file"], None if o["schema"] is None else decode_findings(o["schema"]),
                                   decode_findings(o["local"]), o["cross"]))
@@ -193,7 +198,7 @@ class ResultCache:
                                          sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str) -> Entry | None:
-        text = self.renders.get_file(self.renders.directory / f"{key}{SUFFIX}")
+        text = self.renders.get_file(os.path.join(self.renders.directory, key + SUFFIX))
         if text is None:
             return None
         try:
