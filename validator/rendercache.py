@@ -37,6 +37,9 @@ SCANNED, WRITTEN = ".size-scanned", ".size-written"
 #: crashed between a write and its log line, a file put there by hand)
 WRITTEN_MAX_BYTES = 256 << 10
 SCAN_MAX_AGE_S = 24 * 3600
+#: a scan evicts down to this share of the bound (as ccache does), so that a full cache is not
+#: scanned again on the next run
+LOW_WATER = 0.8
 #: file-digest memo (``RenderCache.digest``): a digest is trusted only for a file whose mtime and
 #: ctime are this much older than the run that hashed it (git's "racy clean" rule; 2 s covers the
 #: coarsest file system timestamps, FAT's)
@@ -297,7 +300,7 @@ class RenderCache:
         note_written(self.directory, len(text.encode("utf-8")) if not text.isascii() else len(text))
 
     def evict(self) -> int:
-        """Remove the least recently used entries until the cache fits its bound; how many went.
+        """Past its bound, remove the least recently used entries down to ``LOW_WATER`` of it; how many went.
         The folder is scanned only when it may be over the bound: the last scan's total plus the
         bytes logged since (``note_written``) is an upper bound of its size, as long as every write
         is logged after it lands. A scan first moves the log aside, so a line logged while it runs
@@ -310,7 +313,8 @@ class RenderCache:
         try:
             if time.time() - os.stat(scanned).st_mtime < SCAN_MAX_AGE_S:
                 with open(scanned, "rb") as fh:
-                    total = int(fh.read())
+                    text = fh.read(64)
+                total = int(text) + len(text)   # the marker's own bytes count too
         except (OSError, ValueError):
             pass
         if total is not None:
@@ -363,8 +367,9 @@ class RenderCache:
                     continue
         total = sum(size for _, size, _ in entries)
         removed = 0
+        target = self.max_bytes if total <= self.max_bytes else int(self.max_bytes * LOW_WATER)
         for _, size, p in sorted(entries):
-            if total <= self.max_bytes:
+            if total <= target:
                 break
             try:
                 os.unlink(p)
