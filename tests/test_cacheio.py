@@ -242,3 +242,42 @@ def test_every_write_of_a_run_is_logged(tmp_path):
     log = (cache / rendercache.WRITTEN).read_bytes()
     marker = (cache / rendercache.SCANNED).read_bytes()
     assert int(marker) + len(marker) + len(log) + sum(map(int, log.split())) >= folder_size(cache)
+
+
+# --- the same findings as the code before this change ----------------------------------------
+
+#: The last commit before change 17 (the cache's I/O).
+BEFORE_IO = "8e98044"
+
+
+@pytest.fixture(scope="module")
+def io_before(tmp_path_factory) -> Path:
+    from test_incremental import code_at
+    return code_at(BEFORE_IO, tmp_path_factory.mktemp("before-io"))
+
+
+def test_findings_identical_to_the_code_before_cold_warm_path_scoped_and_evicting(tmp_path, io_before):
+    """On a generated repo with planted defects: whole repo cold, warm and warm with every digest
+    from the memo; a path-scoped run after a same-size edit whose mtime was put back; and all of it
+    again under a bound so small that every run evicts."""
+    import synth
+    from test_incremental import old
+    from test_resultcache import CHANGED, cache_env, edit, plant, validate
+    repo = plant(synth.make_repo(tmp_path / "repo", 6, defects=True))
+    small = tmp_path / "small.yaml"
+    small.write_text((repo / ".gitops-validator.yaml").read_text() + "limits: {cacheMaxMegabytes: 0.05}\n")
+    settle()
+    whole = old(io_before, repo)
+    assert whole[0] == 1 and len({f["rule"] for f in whole[1]}) >= 4, whole
+    env, tight = cache_env(tmp_path), cache_env(tmp_path, "tight")
+    for _ in range(3):   # cold, warm, warm with the memo written by a run after settle()
+        assert validate(repo, env=env) == whole
+        assert validate(repo, "--config", str(small), env=tight) == old(io_before, repo, "--config", str(small))
+    assert folder_size(tmp_path / "tight") <= 0.05 * 2**20
+    st = (repo / CHANGED).stat()
+    edit(repo, CHANGED, "replicaCount: 2", "replicaCount: 3")
+    os.utime(repo / CHANGED, ns=(st.st_atime_ns, st.st_mtime_ns))
+    expected = old(io_before, repo, CHANGED)
+    assert validate(repo, CHANGED, env=env) == expected
+    assert validate(repo, CHANGED, "--config", str(small), env=tight) == old(io_before, repo, CHANGED, "--config", str(small))
+    assert validate(repo, env=env) == old(io_before, repo)

@@ -29,17 +29,21 @@ from test_resultcache import CHANGED, cache_env, edit, plant, validate
 BEFORE = "54c0c41"
 
 
-@pytest.fixture(scope="module")
-def before_code(tmp_path_factory) -> Path:
-    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE, "validator", "versions"],
+def code_at(commit: str, code: Path) -> Path:
+    """The validator of ``commit`` (``git archive``) under ``code``, importable as gitops_validate."""
+    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "validator", "versions"],
                          capture_output=True, timeout=60)
     if out.returncode != 0:
-        pytest.fail(f"cannot read commit {BEFORE} (a shallow clone?): {out.stderr.decode()[-300:]}")
-    code = tmp_path_factory.mktemp("before")
+        pytest.fail(f"cannot read commit {commit} (a shallow clone?): {out.stderr.decode()[-300:]}")
     with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
         tar.extractall(code, filter="data")
     (code / "validator").rename(code / "gitops_validate")   # data/versions links to ../../versions
     return code
+
+
+@pytest.fixture(scope="module")
+def before_code(tmp_path_factory) -> Path:
+    return code_at(BEFORE, tmp_path_factory.mktemp("before"))
 
 
 def old(code: Path, repo: Path, *args: str) -> tuple[int, list]:
