@@ -38,6 +38,7 @@ from typing import Any
 from . import findings as findings_module
 from .findings import Finding
 from .rendercache import RenderCache
+from .yamlio import many_documents
 
 SUFFIX = ".result.json"
 VERDICT_SUFFIX = ".kubeconform.json"
@@ -202,7 +203,8 @@ class ResultCache:
         if text is None:
             return None
         try:
-            return Entry.load(text)
+            with many_documents():   # thousands of long-lived objects: no collector passes over them
+                return Entry.load(text)
         except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss, recomputed and replaced
             return None
 
