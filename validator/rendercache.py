@@ -45,7 +45,6 @@ LOW_WATER = 0.8
 #: coarsest file system timestamps, FAT's)
 DIGESTS = "file-digests.json"
 RACY_NS = 2_000_000_000
-DIGESTS_MAX = 100_000
 
 
 def default_dir(repo: Path) -> Path:
@@ -127,6 +126,7 @@ class RenderCache:
         self._started_ns = time.time_ns()
         self._digests: dict[str, list] | None = None
         self._digests_new: dict[str, list] = {}
+        self._digests_seen: set[str] = set()
         self._real = RealPaths()
 
     def _disable(self, why: OSError) -> None:
@@ -213,6 +213,7 @@ class RenderCache:
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
         memo = self._memo()
         hit = memo.get(real)
+        self._digests_seen.add(real)
         if hit is not None and hit[:5] == stamp and max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS < hit[5]:
             return hit[6]
         digest = _file_digest(Path(real))
@@ -221,8 +222,8 @@ class RenderCache:
         return digest
 
     def _memo(self) -> dict[str, list]:
-        """The file-digest memo as the last run wrote it; empty when absent or damaged (never trusted
-        beyond its shape: a wrong entry can only be one whose stamp no longer matches)."""
+        """The file-digest memo as the last run wrote it; empty when absent or damaged, and an entry
+        of the wrong shape is dropped (the folder is the user's own, as are the renders it keys)."""
         if self._digests is None:
             memo: dict[str, list] = {}
             text = self.get_file(self.directory / DIGESTS)
@@ -239,12 +240,11 @@ class RenderCache:
 
     def save_digests(self) -> None:
         """Write the memo back when this run hashed a file (a changed or new one, or one still too
-        recent to trust); entries of other runs are kept up to ``DIGESTS_MAX``."""
+        recent to trust), with the files this run asked for: a deleted file's entry goes."""
         if not self._digests_new:
             return
-        files = {**self._memo(), **self._digests_new}
-        if len(files) > DIGESTS_MAX:
-            files = dict(self._digests_new)
+        memo = self._memo()
+        files = {k: memo[k] for k in self._digests_seen if k in memo} | self._digests_new
         self.put_file(self.directory / DIGESTS, json.dumps({"format": 1, "files": files}))
         self._digests_new = {}
 
