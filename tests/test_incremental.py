@@ -29,13 +29,8 @@ from test_resultcache import CHANGED, cache_env, edit, plant, validate
 BEFORE = "54c0c41"
 
 
-@pytest.fixture(scope="module")
-def before_code(tmp_path_factory) -> Path:
-    return archived(BEFORE, tmp_path_factory.mktemp("before"))
-
-
-def archived(commit: str, code: Path) -> Path:
-    """The validator of ``commit`` in ``code``, importable as gitops_validate (PYTHONPATH=code)."""
+def code_at(commit: str, code: Path) -> Path:
+    """The validator of ``commit`` (``git archive``) under ``code``, importable as gitops_validate."""
     out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "validator", "versions"],
                          capture_output=True, timeout=60)
     if out.returncode != 0:
@@ -44,6 +39,11 @@ def archived(commit: str, code: Path) -> Path:
         tar.extractall(code, filter="data")
     (code / "validator").rename(code / "gitops_validate")   # data/versions links to ../../versions
     return code
+
+
+@pytest.fixture(scope="module")
+def before_code(tmp_path_factory) -> Path:
+    return code_at(BEFORE, tmp_path_factory.mktemp("before"))
 
 
 def old(code: Path, repo: Path, *args: str) -> tuple[int, list]:

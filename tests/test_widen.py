@@ -21,7 +21,7 @@ import pytest
 
 import synth
 from gitops_validate import resultcache
-from test_incremental import archived, old
+from test_incremental import code_at, old
 from test_resultcache import cache_env, edit, plant, validate
 
 #: The commit before change 16.
@@ -101,7 +101,7 @@ CHANGES = {
 
 @pytest.fixture(scope="module")
 def before_code(tmp_path_factory) -> Path:
-    return archived(BEFORE, tmp_path_factory.mktemp("before16"))
+    return code_at(BEFORE, tmp_path_factory.mktemp("before16"))
 
 
 @pytest.fixture

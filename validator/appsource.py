@@ -3,6 +3,7 @@ or the objects of a plain-directory source. Every refusal Argo CD would make is 
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -133,7 +134,7 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
         if path.startswith("..") or path.startswith("/") or not _inside(repo, path, target):
             finding("argocd/outside-repo", f"source path {path!r} leaves the repository", where + ("path",))
             continue
-        if not (repo / path).is_dir():
+        if not os.path.isdir(os.path.join(repo, path)):  # str paths: every app of the repo, every run
             finding("argocd/missing-path", f"source path {path!r} does not exist in the repository", where + ("path",))
             out.paths.add(path)  # read, though missing: deleting it is a change to this app
             continue
@@ -152,7 +153,7 @@ def prepare(app: Manifest, repo: Path, config: Config, target: Target) -> Prepar
         if src.get("plugin"):
             finding("argocd/unsupported-source", f"source {path!r} is a config management plugin; it is not rendered",
                     where, Severity.WARNING)
-        elif (repo / path / "Chart.yaml").is_file() and src.get("kustomize") is None:
+        elif os.path.isfile(os.path.join(repo, path, "Chart.yaml")) and src.get("kustomize") is None:
             req = _helm_request(app, src, where, path, namespace, repo, refs, config, target, finding, out)
             if req:
                 out.requests.append(req)
@@ -207,7 +208,7 @@ def _helm_request(app, src, where, path, namespace, repo, refs, config, target, 
                     "(Argo CD refuses it too)", vf_where)
             ok = False
             out.paths.add(rel)
-        elif not (repo / rel).is_file():
+        elif not os.path.isfile(os.path.join(repo, rel)):
             out.paths.add(rel)  # read, though missing: deleting it is a change to this app
             if not helm.get("ignoreMissingValueFiles"):
                 finding("argocd/missing-value-file", f"value file {vf!r} ({rel}) does not exist", vf_where)

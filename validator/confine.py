@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported where used: a run whose values come from the resul
     import referencing
 
 from .findings import Finding, Severity
+from .realpaths import RealPaths
 from .render import inside
 
 RULE = "argocd/out-of-bounds-symlink"
@@ -165,27 +166,18 @@ def line_of_ref(text: str, ref: str) -> int | None:
 
 class Within:
     """``inside`` for many paths of one repo, as one run asks: the repo and each folder are
-    resolved once, and a path itself only when it is a symlink (the real path of ``d/f`` is
-    the real path of ``d`` plus ``f`` when ``f`` is not a symlink)."""
+    resolved once, and a path itself only when it is a symlink (``realpaths.RealPaths``)."""
 
     def __init__(self, repo: Path):
-        self.repo, self.root = repo, repo.resolve()
-        self._dirs: dict[Path, Path] = {}
+        self.repo, self.root = str(repo), os.path.realpath(repo)
+        self._prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
+        self._real = RealPaths()
         self._seen: dict[str, bool] = {}
 
     def __call__(self, rel: str) -> bool:
         """Whether ``repo/rel`` resolves inside the repo."""
-        if rel not in self._seen:
-            self._seen[rel] = self._real(self.repo / rel).is_relative_to(self.root)
-        return self._seen[rel]
-
-    def _real(self, p: Path) -> Path:
-        try:
-            plain = p.name not in ("", ".", "..") and not p.is_symlink()
-        except OSError:
-            plain = False
-        if not plain:
-            return p.resolve()
-        if p.parent not in self._dirs:
-            self._dirs[p.parent] = p.parent.resolve()
-        return self._dirs[p.parent] / p.name
+        hit = self._seen.get(rel)
+        if hit is None:
+            real = self._real(os.path.join(self.repo, rel))
+            hit = self._seen[rel] = real == self.root or real.startswith(self._prefix)
+        return hit

@@ -102,7 +102,8 @@ def _may_hold_argo(repo: Path, rel: str, within: confine.Within) -> bool:
     if not within(rel):
         return True
     try:
-        return may_hold_argo((repo / rel).read_bytes())
+        with open(os.path.join(repo, rel), "rb") as fh:  # no Path per file: every YAML file of the repo
+            return may_hold_argo(fh.read())
     except OSError:
         return True
 
@@ -188,7 +189,15 @@ def is_local_repo(url: str | None, config: Config) -> bool:
         return False
     if not config.repo_urls:
         return True  # nothing declared: every Git source is taken to be this repository
+    if isinstance(url, str):
+        return _declares(config.repo_urls, url)
     return normalize_url(url) in _declared(config.repo_urls)
+
+
+@functools.lru_cache(maxsize=4096)
+def _declares(urls: tuple[str, ...], url: str) -> bool:
+    """Whether ``url`` normalised is one of ``urls``: every source of every app asks, most the same."""
+    return normalize_url(url) in _declared(urls)
 
 
 @functools.lru_cache(maxsize=16)

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from . import tools
+from . import rendercache, tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
 from .discover import read_yaml
@@ -393,9 +393,11 @@ def render(repo: Path, req: KustomizeRequest, kustomize: str, cache_dir: Path | 
                 try:
                     cache_dir.mkdir(parents=True, exist_ok=True)
                     fd, part = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
+                    text = json.dumps(docs)
                     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                        fh.write(json.dumps(docs))
+                        fh.write(text)
                     os.replace(part, hit)
+                    rendercache.note_written(cache_dir, len(text.encode("utf-8")))  # for its size bound
                 except OSError:
                     pass  # an unusable cache is no cache (the render cache says so once)
     manifests = _manifests(docs, req, _Locator(repo, req, tree))

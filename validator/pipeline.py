@@ -455,6 +455,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             if len(objs) == len(item.manifests):  # every object checked in full by this run
                 stored.put(item.key, resultcache.Entry(item.values, item.rendered, item.render, objs))
     if cache:
+        cache.save_digests()
         cache.evict()
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits,
                    budgets=sorted(budgets, key=lambda b: b.cluster))

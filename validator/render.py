@@ -73,6 +73,8 @@ class RenderRequest:
 
 def envsubst(value: str, env: dict[str, str]) -> str:
     """Argo CD's substitution: ``$VAR`` and ``${VAR}`` for known variables, ``$$`` for a dollar."""
+    if "$" not in value:  # most value files and parameters: no regex per app
+        return value
     def repl(m: re.Match) -> str:
         if m.group(0) == "$$":
             return "$"

@@ -38,10 +38,12 @@ from typing import Any
 from . import findings as findings_module
 from .findings import Finding
 from .rendercache import RenderCache
+from .yamlio import many_documents
 
 SUFFIX = ".result.json"
 VERDICT_SUFFIX = ".kubeconform.json"
 FORMAT = 1
+_TEXT = {str}
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,6 +69,8 @@ def source_digest(root: Path) -> str:
 def canonical(value: Any) -> Any:
     """``value`` as JSON data that is the same in every process: sets sorted (their order
     follows the string hash seed), dataclasses and mappings by field or key."""
+    if value is None or type(value) in (str, int, float, bool):  # most of it: asked first
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -132,6 +136,8 @@ def decode(value: Any) -> Any:
 
 
 def decode_findings(value: Any) -> list[Finding]:
+    if type(value) is list and not value:  # most objects have none
+        return []
     out = decode(value)
     if not isinstance(out, list) or not all(isinstance(f, Finding) for f in out):
         raise ValueError("not a list of findings")
@@ -176,7 +182,7 @@ class Entry:
         objects = []
         for o in data["objects"]:
             if not (isinstance(o["doc"], dict) and isinstance(o["file"], (str, type(None))) and isinstance(o["cross"], list)
-                    and all(isinstance(r, str) for r in o["cross"])):
+                    and {*map(type, o["cross"])} <= _TEXT):
                 raise ValueError("not an object of this format")
             refs = o.get("refs")
             if refs is not None and not (isinstance(refs, list) and all(_is_reference(r) for r in refs)):
@@ -206,11 +212,12 @@ class ResultCache:
                                          sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str) -> Entry | None:
-        text = self.renders.get_file(self.renders.directory / f"{key}{SUFFIX}")
+        text = self.renders.get_file(os.path.join(self.renders.directory, key + SUFFIX))
         if text is None:
             return None
         try:
-            return Entry.load(text)
+            with many_documents():   # thousands of long-lived objects: no collector passes over them
+                return Entry.load(text)
         except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss, recomputed and replaced
             return None
 
