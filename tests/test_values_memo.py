@@ -1,0 +1,183 @@
+"""This repository's pre-commit path (issue 13, change 18) changes no finding, and is never stale.
+
+- ``schema.check_values`` remembers jsonschema's verdicts in the result cache (``_ValuesMemo``):
+  that a chart's values.schema.json passed the metaschema and ``$ref`` checks, by the chart's files,
+  and the errors of merged values against it, by those and the values' JSON. A changed schema, a
+  changed file a ``$ref`` reaches, or a damaged entry gives what a run without cache gives.
+- The Argo CD install's kustomize build is keyed before anything is copied: an edit in its tree
+  still rebuilds it.
+- helm-renderer starts while the values are checked (``render.prestart``).
+
+The JSON findings are compared with the code before these changes (BEFORE, from `git archive`) on
+this repository and on a generated repo with planted defects, whole-repo and path-scoped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import synth
+from conftest import ROOT, run_cli, tool_env
+from test_resultcache import edit, plant
+
+#: The last commit before change 18.
+BEFORE = "8e98044"
+VALUES = "clusters/minikube/values/todo-backend.yaml"
+SCHEMA = "apps/todo-backend/values.schema.json"
+
+
+@pytest.fixture(scope="module")
+def before_code(tmp_path_factory) -> Path:
+    out = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE, "validator"],
+                         capture_output=True, timeout=60)
+    if out.returncode != 0:
+        pytest.fail(f"cannot read commit {BEFORE} (a shallow clone?): {out.stderr.decode()[-300:]}")
+    import io
+    import tarfile
+    code = tmp_path_factory.mktemp("before")
+    with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+        tar.extractall(code, filter="data")
+    (code / "validator").rename(code / "gitops_validate")
+    return code
+
+
+def old(code: Path, repo: Path, *args: str) -> tuple[int, list]:
+    p = subprocess.run([sys.executable, "-c", "import sys; from gitops_validate.cli import main; sys.exit(main(sys.argv[1:]))",
+                        "--repo", str(repo), "--format", "json", "--no-cache", *args],
+                       env=tool_env() | {"PYTHONPATH": str(code)}, capture_output=True, text=True, timeout=300)
+    assert p.returncode in (0, 1), p.stderr
+    return p.returncode, json.loads(p.stdout)["findings"]
+
+
+def new(repo: Path, *args: str, cache: Path | None = None) -> tuple[int, list]:
+    env = tool_env() | ({"GITOPS_VALIDATE_CACHE": str(cache)} if cache else {})
+    r = run_cli("--repo", str(repo), "--format", "json", *args, *([] if cache else ["--no-cache"]), env=env)
+    assert r.code in (0, 1), r.out + r.err
+    assert "Traceback" not in r.err, r.err
+    return r.code, r.json["findings"]
+
+
+def append(repo: Path, rel: str, text: str) -> None:
+    p = repo / rel
+    p.write_text(p.read_text() + text)
+
+
+def memo_entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.values.json"))
+
+
+def imports_jsonschema(repo: Path, cache: Path, *args: str) -> bool:
+    p = subprocess.run([sys.executable, "-X", "importtime", str(Path(sys.executable).parent / "gitops-validate"),
+                        "--repo", str(repo), *args], env=tool_env() | {"GITOPS_VALIDATE_CACHE": str(cache)},
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode in (0, 1), p.stderr
+    return any(line.rstrip().endswith("| jsonschema") for line in p.stderr.splitlines())
+
+
+def test_this_repo_findings_identical_to_before(repo_copy, before_code, tmp_path):
+    cache = tmp_path / "cache"
+    assert new(repo_copy, cache=cache) == old(before_code, repo_copy)
+    # the pre-commit path: a comment appended, then a real values error, then a key the chart does not know
+    rules = set()
+    for a, b in (("\n", "\n# a comment\n"), ("replicaCount: 2\n", "replicaCount: two\n"),
+                 ("replicaCount: two\n", "replicaCont: 2\n")):
+        edit(repo_copy, VALUES, a, b)
+        want = old(before_code, repo_copy, VALUES)
+        assert new(repo_copy, VALUES, cache=cache) == want, b
+        assert new(repo_copy, VALUES, cache=cache) == want, b   # the second run from the memo
+        assert new(repo_copy, cache=cache) == old(before_code, repo_copy), b
+        rules |= {f["rule"] for f in want[1]}
+    assert {"values/schema", "values/unknown-key"} <= rules, rules
+
+
+def test_a_planted_repo_findings_identical_to_before(tmp_path, before_code):
+    repo = plant(synth.make_repo(tmp_path / "repo", 6, defects=True))
+    edit(repo, "clusters/minikube/values/backend0.yaml", "replicaCount:", "replicaCount: -1\nx:")   # schema + unknown key
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        assert new(repo, cache=cache) == old(before_code, repo)
+    changed = "clusters/minikube/values/backend0.yaml"
+    append(repo, changed, "# edited\n")
+    for _ in range(2):
+        assert new(repo, changed, cache=cache) == old(before_code, repo, changed)
+    rules = {f["rule"] for f in new(repo, cache=cache)[1]}
+    assert {"values/schema", "values/unknown-key", "refs/nodeport"} <= rules, rules
+
+
+def test_a_comment_needs_no_jsonschema_and_the_memo_follows_the_schema(repo_copy, tmp_path):
+    cache = tmp_path / "cache"
+    assert new(repo_copy, cache=cache)[0] == 0
+    assert memo_entries(cache) and list(cache.glob("*.values-schema.ok"))
+    append(repo_copy, VALUES, "# a comment\n")
+    assert not imports_jsonschema(repo_copy, cache, VALUES)   # the values' data did not change
+    # a stricter schema: the remembered "no errors" must not be served
+    edit(repo_copy, SCHEMA, '"replicaCount": {\n      "type": "integer",\n      "minimum": 0',
+         '"replicaCount": {\n      "type": "integer",\n      "minimum": 0,\n      "maximum": 1')
+    got = new(repo_copy, VALUES, cache=cache)
+    assert got == new(repo_copy, VALUES) and got[0] == 1
+    assert [f["message"] for f in got[1] if f["rule"] == "values/schema"] == ["replicaCount: 2 is greater than the maximum of 1"]
+    # a schema the metaschema refuses, after the chart's schema was remembered as checked
+    edit(repo_copy, SCHEMA, '"maximum": 1', '"maximum": "one"')
+    got = new(repo_copy, VALUES, cache=cache)
+    assert got == new(repo_copy, VALUES) and any("not a valid JSON schema" in f["message"] for f in got[1])
+
+
+def test_a_changed_file_a_ref_reaches_is_noticed(tmp_path):
+    """In process (helm itself resolves a relative $ref from the filesystem root, so no render):
+    the memo is keyed by every chart file, the ones a $ref reaches included."""
+    from gitops_validate import rendercache, resultcache, schema
+    from gitops_validate.render import RenderRequest
+    repo = tmp_path / "repo"
+    chart = repo / "chart"
+    chart.mkdir(parents=True)
+    (chart / "values.yaml").write_text("replicaCount: 2\n")
+    (chart / "values.schema.json").write_text('{"type": "object", "properties": {"replicaCount": {"$ref": "defs.json#/definitions/count"}}}')
+    (chart / "defs.json").write_text('{"definitions": {"count": {"type": "integer", "minimum": 0}}}')
+    req = RenderRequest("app", "chart", "app", "ns", "v1.35.1", (), [], None)
+
+    def check() -> tuple[list, bool]:
+        schema._values_validator.cache_clear()   # each call as a new process would make it
+        rendercache_ = rendercache.RenderCache(tmp_path / "cache")
+        memo = resultcache.ResultCache(rendercache_, {"test": 1})
+        got = schema.check_values(repo, req, memo)
+        schema._values_validator.cache_clear()
+        assert got == schema.check_values(repo, req)   # the same as without the memo
+        return got
+
+    assert check() == ([], True)
+    assert check() == ([], True)   # from the memo
+    assert len(list((tmp_path / "cache").glob("*.values.json"))) == 1
+    (chart / "defs.json").write_text('{"definitions": {"count": {"type": "integer", "maximum": 1}}}')
+    findings, ok = check()
+    assert not ok and [f.message for f in findings] == ["replicaCount: 2 is greater than the maximum of 1"]
+    (chart / "defs.json").write_text('{"definitions": {}}')   # the $ref no longer resolves
+    findings, ok = check()
+    assert not ok and [f.rule for f in findings] == ["values/schema"] and "$ref" in findings[0].message, findings
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong shape"])
+def test_a_damaged_memo_is_recomputed_not_trusted(repo_copy, tmp_path, damage):
+    cache = tmp_path / "cache"
+    edit(repo_copy, VALUES, "replicaCount: 2\n", "replicaCount: -3\n")
+    want = new(repo_copy, VALUES)
+    assert want[0] == 1
+    assert new(repo_copy, VALUES, cache=cache) == want
+    for p in memo_entries(cache):
+        p.write_text({"garbage": "{not json", "wrong shape": '[["replicaCount"], 3]'}[damage])
+    append(repo_copy, VALUES, "# again\n")
+    assert new(repo_copy, VALUES, cache=cache) == want
+
+
+def test_the_install_is_rebuilt_when_its_tree_changes(repo_copy, tmp_path):
+    cache = tmp_path / "cache"
+    assert new(repo_copy, cache=cache)[0] == 0
+    assert new(repo_copy, cache=cache)[0] == 0    # from the kustomize cache: nothing copied
+    patch = "argocd/patches/argocd-cm.yaml"
+    edit(repo_copy, patch, "data:\n", "data:\n  bogus: [1\n")
+    got = new(repo_copy, cache=cache)
+    assert got == new(repo_copy) and got[0] == 1, got
