@@ -181,3 +181,20 @@ def test_the_install_is_rebuilt_when_its_tree_changes(repo_copy, tmp_path):
     edit(repo_copy, patch, "data:\n", "data:\n  bogus: [1\n")
     got = new(repo_copy, cache=cache)
     assert got == new(repo_copy) and got[0] == 1, got
+
+
+def test_values_json_cannot_tell_apart_are_not_remembered(tmp_path):
+    """NaN (JSON text has no exact spelling for it): no memo entry, the same findings."""
+    from gitops_validate import rendercache, resultcache, schema
+    from gitops_validate.render import RenderRequest
+    repo = tmp_path / "repo"
+    (repo / "chart").mkdir(parents=True)
+    (repo / "chart/values.schema.json").write_text('{"type": "object", "properties": {"when": {"type": "string"}}}')
+    req = RenderRequest("app", "chart", "app", "ns", "v1.35.1", (), ["v.yaml"], None)
+    memo = resultcache.ResultCache(rendercache.RenderCache(tmp_path / "cache"), {"test": 1})
+    for text, entries in (("when: x\nn: .nan\n", 0), ("when: 3\nn: .nan\n", 0), ("when: x\n", 1), ("when: 3\n", 2)):
+        (repo / "v.yaml").write_text(text)
+        got = schema.check_values(repo, req, memo)
+        assert got == schema.check_values(repo, req), text
+        assert got[1] == ("3" not in text), (text, got)
+        assert len(list((tmp_path / "cache").glob("*.values.json"))) == entries, text

@@ -573,9 +573,13 @@ class _ValuesMemo:
             merged = _merged(chart_values, layers, req)
         except YamlProblem:
             return None  # reported by the check itself, in its order
+        try:
+            text = json.dumps(merged)  # refuses a cycle (ValueError) before the walk below
+        except (ValueError, TypeError, RecursionError):
+            return None
         if not _plain_json(merged):
             return None
-        self.values_key = self.known.values_key(self.schema_key, json.dumps(merged))
+        self.values_key = self.known.values_key(self.schema_key, text)
         return self.known.get_values_errors(self.values_key)
 
     def schema_ok(self) -> bool:
