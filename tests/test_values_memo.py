@@ -198,3 +198,31 @@ def test_values_json_cannot_tell_apart_are_not_remembered(tmp_path):
         assert got == schema.check_values(repo, req), text
         assert got[1] == ("3" not in text), (text, got)
         assert len(list((tmp_path / "cache").glob("*.values.json"))) == entries, text
+
+
+def test_the_renderer_starts_once_for_a_render_and_not_for_a_cache_hit(tmp_path, repo_copy):
+    """``render.prestart``: a render the cache lacks starts one helm-renderer (before the values
+    check), a run served by the render cache starts none; the findings are the CLI's."""
+    from conftest import TOOLS
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("helm", "kubeconform", "kustomize"):
+        (bindir / tool).symlink_to(TOOLS / tool)
+    log = tmp_path / "starts"
+    (bindir / "helm-renderer").write_text(f'#!/bin/sh\necho start >> {log}\nexec {TOOLS / "helm-renderer"} "$@"\n')
+    (bindir / "helm-renderer").chmod(0o755)
+    env = tool_env(str(bindir)) | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache")}
+
+    def starts(*args: str) -> int:
+        before = len(log.read_text().splitlines()) if log.exists() else 0
+        r = run_cli("-v", "--format", "json", *args, cwd=repo_copy, env=env)
+        assert r.code == 0 and "Traceback" not in r.err, (r.out, r.err)
+        assert "0 helm render(s)" in r.err or "rendered by helm-renderer" in r.err, r.err
+        assert r.json["findings"] == new(repo_copy, *args)[1]
+        return len(log.read_text().splitlines()) - before
+
+    assert starts() >= 1                 # cold: every app renders
+    append(repo_copy, VALUES, "# a comment\n")
+    assert starts(VALUES) == 1          # one render: one renderer, started early
+    assert starts(VALUES) == 0          # the render cache has it: none
+    assert starts() == 0
