@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """This repository's own runs, old code against new, alternately in one process (docs/performance.md):
 a warm whole-repo run, one values file changed (the pre-commit path: a comment appended, one helm
-render), `--help` and `--version`. Wall and CPU time (the run and its children: helm, kubeconform,
+render), one value changed (`replicaCount`, a new number each round: the values checked by
+jsonschema, one helm render, kubeconform for the changed Deployment), the pre-commit hook itself
+(`pre-commit run gitops-validate --files <values file>`, comment appended), `--help` and `--version`. Wall and CPU time (the run and its children: helm, kubeconform,
 git); on a shared machine the CPU medians are the numbers to compare.
 
     python scripts/measure_this_repo.py --rounds 10 --baseline 54c0c41
@@ -63,12 +65,16 @@ def main() -> int:
         subprocess.run([*git, "commit", "-qm", "copy", "--no-verify"], check=True)
         codes = {name: code(rev, tmp) for name, rev in (("old", args.baseline), ("new", args.new))}
 
-        def run(name: str, *argv: str) -> tuple[float, float]:
+        (repo / ".venv").symlink_to(ROOT / ".venv")   # scripts/gitops-validate, the hook's entry, runs it
+
+        def run(name: str, *argv: str, hook: bool = False) -> tuple[float, float]:
             env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
             env |= {"PYTHONPATH": str(codes[name]), "GITOPS_VALIDATE_CACHE": str(tmp / f"cache-{name}"),
                     "PATH": f"{ROOT / '.tools/bin'}:{env['PATH']}"}
+            cmd = [str(ROOT / ".venv/bin/pre-commit"), "run", "gitops-validate", "--files", *argv] if hook \
+                else [sys.executable, "-c", MAIN, *argv]
             r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-            p = subprocess.run([sys.executable, "-c", MAIN, *argv], cwd=repo, env=env, capture_output=True, text=True)
+            p = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
             wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
             if p.returncode != 0:
                 raise SystemExit(f"{name} {argv}: exit {p.returncode}: {p.stderr[-500:]}")
@@ -85,11 +91,15 @@ def main() -> int:
                     results.setdefault((what, name), []).append(run(name, *argv))
                 values.write_text(original + f"# round {i} {name}\n")
                 results.setdefault(("one values file changed", name), []).append(run(name, VALUES))
+                values.write_text(original.replace("replicaCount: 2\n", f"replicaCount: {i + 3}\n", 1))
+                results.setdefault(("one value changed", name), []).append(run(name, VALUES))
+                values.write_text(original + f"# hook round {i} {name}\n")
+                results.setdefault(("pre-commit hook, one file", name), []).append(run(name, VALUES, hook=True))
                 values.write_text(original)
     print(f"{args.rounds} rounds, old = {args.baseline}, new = {args.new}; load average at the end "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("| run | old wall | new wall | old CPU | new CPU |\n|---|---|---|---|---|")
-    for what in ("warm", "one values file changed", "--help", "--version"):
+    for what in ("warm", "one values file changed", "one value changed", "pre-commit hook, one file", "--help", "--version"):
         med = {(n, k): statistics.median(x[k] for x in results[(what, n)]) * 1000 for n in codes for k in (0, 1)}
         print(f"| {what} | {med['old', 0]:.0f} ms | {med['new', 0]:.0f} ms | {med['old', 1]:.0f} ms | {med['new', 1]:.0f} ms |")
     return 0

@@ -95,9 +95,9 @@ def test_a_path_scoped_run_checks_only_the_values_of_apps_in_scope(tmp_path, mon
     checked: list[str] = []
     real = schema.check_values
 
-    def spy(repo_dir, req):
+    def spy(repo_dir, req, *known):
         checked.append(req.app)
-        return real(repo_dir, req)
+        return real(repo_dir, req, *known)
 
     monkeypatch.setattr(schema, "check_values", spy)
     for k, v in tool_env().items():

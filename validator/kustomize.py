@@ -185,53 +185,83 @@ def _finding(req: KustomizeRequest, rule: str, msg: str, sev: Severity = Severit
     return Finding(rule, sev, msg, o.file, o.line_of(req.where), o.ref, req.app)
 
 
-def _copy(repo: Path, req: KustomizeRequest, tree: _Tree, dest: Path, digest) -> list[Finding]:
-    """Copy each reached kustomization directory into ``dest`` (same relative paths)."""
+def _sources(repo: Path, req: KustomizeRequest, tree: _Tree) -> tuple[list[tuple[str, bytes]], list[Finding]]:
+    """(repo-relative path, content) of each file of the reached kustomization directories, in
+    order, and a finding for each symlink that leaves the repository (not copied)."""
     findings: list[Finding] = []
-    files = size = 0
+    out: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+    size = 0
     for d in sorted(set(tree.dirs)):
         for root, dirnames, filenames in os.walk(repo / d):
             dirnames[:] = sorted(n for n in dirnames if n != ".git")
             for name in sorted(filenames):
                 src = Path(root) / name
                 rel = str(src.relative_to(repo))
-                if (dest / rel).exists():
+                if rel in seen:  # a nested kustomization's directory, walked from its parent already
                     continue
+                seen.add(rel)
                 if not inside(repo, src):
                     findings.append(Finding("argocd/outside-repo", Severity.ERROR,
                                             f"{rel} is a symlink that leaves the repository; Argo CD refuses it",
                                             rel, None, None, req.app))
                     continue
                 data = src.read_bytes()
-                files, size = files + 1, size + len(data)
-                if files > MAX_FILES or size > MAX_BYTES:
+                size += len(data)
+                if len(out) + 1 > MAX_FILES or size > MAX_BYTES:
                     raise _TooLarge(f"{req.path}: the kustomization tree has more than {MAX_FILES} files "
                                     f"or {MAX_BYTES // 2**20} MiB")
-                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                (dest / rel).write_bytes(data)
-                digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
-    return findings
+                out.append((rel, data))
+    return out, findings
 
 
 class _TooLarge(Exception):
     pass
 
 
-def _prepare_top(dest: Path, req: KustomizeRequest, tree: _Tree, digest) -> None:
-    """Point remote entries at their offline copies, and ask for origin annotations (stripped again
-    after the build) so each object can be traced back to its file."""
+def _remotes(tree: _Tree) -> list[tuple[str, list[tuple[str, str, bytes]]]]:
+    """(kustomization file, [(url, local name, content)]) for each pinned remote manifest it names,
+    read from its offline copy; each local name is recorded in ``tree.entry_lines``."""
+    out = []
     for kfile, urls in tree.remote.items():
-        k = dest / kfile
-        data = yaml.safe_load(k.read_text(encoding="utf-8")) or {}
+        entries = []
         for i, (url, local) in enumerate(sorted(urls.items())):
             name = f".gitops-validate-remote-{i}.yaml"
-            blob = local.read_bytes()
-            (k.parent / name).write_bytes(blob)
+            entries.append((url, name, local.read_bytes()))
+            tree.entry_lines[posixpath.join(posixpath.dirname(kfile), name)] = (kfile, None)
+        out.append((kfile, entries))
+    return out
+
+
+def _digest(files: list[tuple[str, bytes]], remotes: list[tuple[str, list[tuple[str, str, bytes]]]]) -> str:
+    """Of everything the build reads: computed before anything is copied, so a cached build copies nothing."""
+    digest = hashlib.sha256()
+    for rel, data in files:
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+    for _, entries in remotes:
+        for url, _, blob in entries:
             digest.update(url.encode() + b"\0" + hashlib.sha256(blob).digest())
+    return digest.hexdigest()
+
+
+def _copy(files: list[tuple[str, bytes]], dest: Path) -> None:
+    """The kustomization tree into ``dest`` (same relative paths)."""
+    for rel, data in files:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(data)
+
+
+def _prepare_top(dest: Path, req: KustomizeRequest, remotes: list[tuple[str, list[tuple[str, str, bytes]]]]) -> None:
+    """Point remote entries at their offline copies, and ask for origin annotations (stripped again
+    after the build) so each object can be traced back to its file."""
+    for kfile, entries in remotes:
+        k = dest / kfile
+        data = yaml.safe_load(k.read_text(encoding="utf-8")) or {}
+        for url, name, blob in entries:
+            (k.parent / name).write_bytes(blob)
             for key in ("resources", "bases"):
                 if isinstance(data.get(key), list):
                     data[key] = [name if e == url else e for e in data[key]]
-            tree.entry_lines[posixpath.join(posixpath.dirname(kfile), name)] = (kfile, None)
         k.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     top = kustomization_file(dest / req.path)
     if top is not None:
@@ -370,36 +400,38 @@ def render(repo: Path, req: KustomizeRequest, kustomize: str, cache_dir: Path | 
                                  "the rendered objects may differ from Argo CD's", Severity.WARNING))
     if not tree.ok:
         return Rendered(req, [], findings, False, paths)
-    with tempfile.TemporaryDirectory(prefix="gitops-validate-kustomize-") as tmp:
-        work, home = Path(tmp) / "repo", Path(tmp) / "home"
-        work.mkdir()
-        home.mkdir()
-        digest = hashlib.sha256()
-        try:
-            findings += _copy(repo, req, tree, work, digest)
-        except _TooLarge as e:
-            return Rendered(req, [], findings + [_finding(req, "argocd/kustomize-failed", str(e))], False, paths)
-        _prepare_top(work, req, tree, digest)
-        key = cache_key(digest.hexdigest(), req, kustomize) if cache_dir else None
-        hit = cache_dir / f"{key}.kustomize.json" if key else None
-        if hit is not None and hit.is_file():
-            docs, cached = json.loads(hit.read_text(encoding="utf-8")), True
-        else:
+    try:
+        files, fs = _sources(repo, req, tree)
+    except _TooLarge as e:
+        return Rendered(req, [], findings + [_finding(req, "argocd/kustomize-failed", str(e))], False, paths)
+    findings += fs
+    remotes = _remotes(tree)
+    key = cache_key(_digest(files, remotes), req, kustomize) if cache_dir else None
+    hit = cache_dir / f"{key}.kustomize.json" if key else None
+    if hit is not None and hit.is_file():
+        docs, cached = json.loads(hit.read_text(encoding="utf-8")), True
+    else:
+        with tempfile.TemporaryDirectory(prefix="gitops-validate-kustomize-") as tmp:
+            work, home = Path(tmp) / "repo", Path(tmp) / "home"
+            work.mkdir()
+            home.mkdir()
+            _copy(files, work)
+            _prepare_top(work, req, remotes)
             out, err = _build(work, home, req, cmds, kustomize)
-            if err is not None:
-                return Rendered(req, [], findings + [err], False, paths)
-            docs, cached = _documents(out, req), False
-            if hit is not None:  # stored as JSON: Argo CD's own install is large, and JSON loads fast
-                try:
-                    cache_dir.mkdir(parents=True, exist_ok=True)
-                    fd, part = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
-                    text = json.dumps(docs)
-                    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                        fh.write(text)
-                    os.replace(part, hit)
-                    rendercache.note_written(cache_dir, len(text.encode("utf-8")))  # for its size bound
-                except OSError:
-                    pass  # an unusable cache is no cache (the render cache says so once)
+        if err is not None:
+            return Rendered(req, [], findings + [err], False, paths)
+        docs, cached = _documents(out, req), False
+        if hit is not None:  # stored as JSON: Argo CD's own install is large, and JSON loads fast
+            try:
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                fd, part = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
+                text = json.dumps(docs)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(part, hit)
+                rendercache.note_written(cache_dir, len(text.encode("utf-8")))  # for its size bound
+            except OSError:
+                pass  # an unusable cache is no cache (the render cache says so once)
     manifests = _manifests(docs, req, _Locator(repo, req, tree))
     return Rendered(req, manifests, findings, cached, paths)
 

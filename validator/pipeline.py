@@ -349,7 +349,9 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         else:
                             unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
                         continue
-                    vf, ok = schema.check_values(repo, req) if in_scope else ([], True)
+                    if in_scope:  # the renderer starts while the values are checked
+                        render.prestart(repo, req, tool("helm"), cache)
+                    vf, ok = schema.check_values(repo, req, stored) if in_scope else ([], True)
                     a.findings += vf
                     # after a values error, the valid part of the values still renders (partialrender.py)
                     part = req if ok else _partialrender().valid_part(repo, req)

@@ -25,7 +25,7 @@ from pathlib import Path
 from . import helmrenderer, tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
-from .rendercache import RenderCache
+from .rendercache import SUFFIX, RenderCache
 from .yamlio import YamlProblem, load_all, split_stream
 
 
@@ -123,6 +123,23 @@ class Rendered:
 _USER_ERROR = re.compile(r"^Error: ", re.M)
 
 
+def _helm_env() -> dict[str, str]:
+    return {**os.environ, "HELM_NO_PLUGINS": "1"}
+
+
+def prestart(repo: Path, req: RenderRequest, helm: str, cache: RenderCache | None) -> None:
+    """When ``req`` will not come from the render cache, start helm-renderer now, so that it starts
+    while the app's values are checked rather than before its render (a no-op when one runs)."""
+    if cache is not None and cache.enabled and (cache.directory / f"{cache.key(repo, req, helm)}{SUFFIX}").is_file():
+        return
+    try:
+        pool = helmrenderer.pool_for(helm, _helm_env(), memo=cache)
+        if pool is not None:
+            pool.prestart()
+    except tools.ToolFailed:
+        pass  # the render meets the same failure and reports it (exit 2); no render, no failure
+
+
 def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float,
              cache: RenderCache | None = None) -> tuple[str | None, str | None]:
     """(stdout, None) or (None, the chart's error as helm put it); ``ToolFailed`` when helm fails.
@@ -133,7 +150,7 @@ def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float,
             fd, tmp = tempfile.mkstemp(suffix=".yaml", prefix="gitops-validate-values-")
             with os.fdopen(fd, "w") as fh:
                 fh.write(req.values_yaml)
-        argv, env = [helm, *req.args(repo, tmp)], {**os.environ, "HELM_NO_PLUGINS": "1"}
+        argv, env = [helm, *req.args(repo, tmp)], _helm_env()
         renderer = helmrenderer.pool_for(helm, env, memo=cache)
         proc = renderer.run(argv, repo, env, timeout) if renderer else None
         if proc is None or proc.returncode != 0:  # the CLI has the last word on a failure

@@ -17,6 +17,10 @@ JSON, the Kubernetes version, the CRDs of the run that define its kind), so that
 all have one starts no kubeconform (the Argo CD install and the Argo CD objects, re-checked every
 run before).
 
+Beside them too, for ``schema.check_values``: that a chart's values.schema.json passed jsonschema's
+metaschema and ``$ref`` checks (by the chart's files), and the errors of merged values against it
+(by those and the values' JSON), so a run whose values' data did not change imports no jsonschema.
+
 The key is the render key (helm, chart files, value files, request, validator version) plus a
 digest of the validator's own source files (a code change without a version bump invalidates
 everything), the config, the cluster's facts, the Kubernetes version, the schema tree's identity
@@ -42,6 +46,8 @@ from .yamlio import many_documents
 
 SUFFIX = ".result.json"
 VERDICT_SUFFIX = ".kubeconform.json"
+VALUES_SUFFIX = ".values.json"
+SCHEMA_OK_SUFFIX = ".values-schema.ok"
 FORMAT = 1
 _TEXT = {str}
 
@@ -251,3 +257,38 @@ class ResultCache:
 
     def put_verdict(self, key: str, verdict: dict) -> None:
         self.renders.put_file(self.renders.directory / f"{key}{VERDICT_SUFFIX}", json.dumps(verdict))
+
+    # --- a chart's values.schema.json and the values checked against it (schema.check_values) ---
+
+    def schema_checked_key(self, chart_digest: str, engine: Any) -> str:
+        """By the chart's files (the schema and every file a ``$ref`` can reach) and jsonschema's
+        identity (``engine``): its metaschema check and ``$ref`` check passed once, need not again."""
+        return hashlib.sha256(json.dumps([self._base, "values-schema", chart_digest, engine]).encode()).hexdigest()
+
+    def values_key(self, schema_key: str, instance_text: str) -> str:
+        """By the above and the merged values as JSON text (key order kept: messages follow it)."""
+        return hashlib.sha256(json.dumps([schema_key, "values", instance_text]).encode()).hexdigest()
+
+    def schema_checked(self, key: str) -> bool:
+        return self.renders.get_file(self.renders.directory / f"{key}{SCHEMA_OK_SUFFIX}") == "ok"
+
+    def put_schema_checked(self, key: str) -> None:
+        self.renders.put_file(self.renders.directory / f"{key}{SCHEMA_OK_SUFFIX}", "ok")
+
+    def get_values_errors(self, key: str) -> list[tuple[tuple, str, str]] | None:
+        """(path, message, keyword) of each jsonschema error, as stored; None when absent or damaged."""
+        text = self.renders.get_file(self.renders.directory / f"{key}{VALUES_SUFFIX}")
+        try:
+            data = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        if not isinstance(data, list) or not all(
+                isinstance(e, list) and len(e) == 3 and isinstance(e[0], list) and isinstance(e[1], str)
+                and isinstance(e[2], str) and all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in e[0])
+                for e in data):
+            return None
+        return [(tuple(path), message, keyword) for path, message, keyword in data]
+
+    def put_values_errors(self, key: str, errors: list[tuple[tuple, str, str]]) -> None:
+        self.renders.put_file(self.renders.directory / f"{key}{VALUES_SUFFIX}",
+                              json.dumps([[list(path), message, keyword] for path, message, keyword in errors]))

@@ -322,18 +322,20 @@ def _first_document(raw: bytes) -> Document | None:
 
 
 @lru_cache(maxsize=32)
-def _values_validator(repo: Path, chart: str, schema_text: str) -> tuple[Any, list, Any]:
+def _values_validator(repo: Path, chart: str, schema_text: str, checked: bool = False) -> tuple[Any, list, Any]:
     """(validator or None, unresolvable $refs, registry) of a chart's schema; built once per chart and text.
+    ``checked``: an earlier run found the schema valid and its $refs resolvable (``_ValuesMemo``).
     Raises json.JSONDecodeError, jsonschema.SchemaError."""
     import jsonschema
     schema = json.loads(schema_text)
     # $refs resolve inside the chart only: never the network, never a file elsewhere
     registry = confine.chart_registry(repo, chart)
-    bad_refs = confine.unresolvable_refs(schema, registry)
+    bad_refs = [] if checked else confine.unresolvable_refs(schema, registry)
     if bad_refs:
         return None, bad_refs, registry
     validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    validator_cls.check_schema(schema)
+    if not checked:
+        validator_cls.check_schema(schema)
     return validator_cls(schema, registry=registry), [], registry
 
 
@@ -446,10 +448,9 @@ def _literal_secrets(data: Any, rel: str, doc: Document, app: str) -> list[Findi
             for path, value in walk(data) if path and isinstance(path[-1], str) and looks_secret(path[-1], value)]
 
 
-def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
-    """Findings for the app's value files, and whether helm may still be run."""
-    import jsonschema  # here, not at the top: a warm run takes the values' findings from the result cache
-    import referencing.exceptions
+def check_values(repo: Path, req: RenderRequest, known: "ResultCache | None" = None) -> tuple[list[Finding], bool]:
+    """Findings for the app's value files, and whether helm may still be run. ``known`` remembers
+    jsonschema's verdicts (``_ValuesMemo``): values whose data did not change need no jsonschema."""
     findings: list[Finding] = []
     chart_doc, fs = _layer(repo, f"{req.chart}/values.yaml") if (repo / req.chart / "values.yaml").is_file() else (None, [])
     findings += fs
@@ -475,10 +476,51 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
         return findings, False
     if not schema_file.is_file():
         return findings, not any(f.rule == "values/unknown-key" for f in findings)
+    memo = _ValuesMemo.of(repo, req, known)
+    errors = memo.errors(chart_values, layers, req) if memo else None
+    if errors is None:
+        outcome = _schema_errors(repo, req, chart_values, layers, findings, memo)
+        if isinstance(outcome, tuple):
+            return outcome  # the schema or helm.values could not be used: said, and no render
+        errors = outcome
+    unknown_reported = any(f.rule == "values/unknown-key" for f in findings)
+    for path, message, keyword in errors:
+        if unknown_reported and keyword == "additionalProperties":
+            continue  # already said, with a line and a "did you mean"
+        rel, line = f"{req.chart}/values.yaml", chart_doc.line_of(path) if chart_doc else None
+        for layer_rel, doc in reversed(layers):  # the last layer that sets the value is to blame
+            if _has_path(doc.data, path):
+                rel, line = layer_rel, doc.line_of(path)
+                break
+        dotted = ".".join(map(str, path)) or "(top level)"
+        findings.append(Finding("values/schema", Severity.ERROR, f"{dotted}: {message}", rel, line, None, req.app))
+    # Helm would refuse these values too (or silently drop an unknown key): the findings above say it better.
+    blocking = ("values/schema", "values/unknown-key")
+    return findings, not any(f.rule in blocking for f in findings)
+
+
+def _merged(chart_values: Any, layers: list[tuple[str, Document]], req: RenderRequest) -> Any:
+    """The values helm would merge (chart, value files, helm.values). Raises YamlProblem."""
+    merged: Any = chart_values
+    for _, doc in layers:
+        merged = _merge(merged, doc.data)
+    if req.values_yaml:
+        extra = next(iter(load_all(req.values_yaml)), None)
+        merged = _merge(merged, extra.data if extra else None)
+    return merged or {}
+
+
+def _schema_errors(repo: Path, req: RenderRequest, chart_values: Any, layers: list[tuple[str, Document]],
+                   findings: list[Finding], memo: "_ValuesMemo | None"
+                   ) -> list[tuple[tuple, str, str]] | tuple[list[Finding], bool]:
+    """(path, message, keyword) of every error of the merged values against the chart's schema,
+    sorted by path; or the run's answer when the schema or helm.values cannot be used."""
+    import jsonschema  # here, not at the top: most runs take the values' verdicts from the caches
+    import referencing.exceptions
     rel_schema = f"{req.chart}/values.schema.json"
     try:
-        schema_text = schema_file.read_text(encoding="utf-8")
-        validator, bad_refs, _ = _values_validator(repo, req.chart, schema_text)
+        schema_text = (repo / rel_schema).read_text(encoding="utf-8")
+        validator, bad_refs, _ = _values_validator(repo, req.chart, schema_text, memo.schema_ok() if memo else False)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return [Finding("values/schema", Severity.ERROR, f"values.schema.json is not valid JSON: {e}", rel_schema, getattr(e, "lineno", None), None, req.app)], False
     except jsonschema.SchemaError as e:
@@ -488,37 +530,100 @@ def check_values(repo: Path, req: RenderRequest) -> tuple[list[Finding], bool]:
         return findings + [Finding("values/schema", Severity.ERROR, f"$ref {ref!r} in values.schema.json: {why}",
                                    rel_schema, confine.line_of_ref(schema_text, ref), None, req.app)
                            for ref, why in bad_refs], False
-    merged: Any = chart_values
-    for _, doc in layers:
-        merged = _merge(merged, doc.data)
-    if req.values_yaml:
-        try:
-            extra = next(iter(load_all(req.values_yaml)), None)
-            merged = _merge(merged, extra.data if extra else None)
-        except YamlProblem as e:
-            origin = req.origin
-            return [Finding(e.rule, Severity.ERROR, f"helm.values: {e.message}", origin.file if origin else None,
-                            origin.line if origin else None, origin.ref if origin else None, req.app)], False
-    unknown_reported = any(f.rule == "values/unknown-key" for f in findings)
+    if memo:
+        memo.schema_passed()
     try:
-        errors = sorted(validator.iter_errors(merged or {}), key=lambda e: [str(p) for p in e.absolute_path])
+        merged = _merged(chart_values, layers, req)
+    except YamlProblem as e:
+        origin = req.origin
+        return [Finding(e.rule, Severity.ERROR, f"helm.values: {e.message}", origin.file if origin else None,
+                        origin.line if origin else None, origin.ref if origin else None, req.app)], False
+    try:
+        errors = sorted(validator.iter_errors(merged), key=lambda e: [str(p) for p in e.absolute_path])
     except referencing.exceptions.Unresolvable as e:
         return findings + [Finding("values/schema", Severity.ERROR, f"values.schema.json: {confine.ref_problem(e)}",
                                    rel_schema, None, None, req.app)], False
-    for err in errors:
-        if unknown_reported and err.validator == "additionalProperties":
-            continue  # already said, with a line and a "did you mean"
-        path = tuple(err.absolute_path)
-        rel, line = f"{req.chart}/values.yaml", chart_doc.line_of(path) if chart_doc else None
-        for layer_rel, doc in reversed(layers):  # the last layer that sets the value is to blame
-            if _has_path(doc.data, path):
-                rel, line = layer_rel, doc.line_of(path)
-                break
-        dotted = ".".join(map(str, path)) or "(top level)"
-        findings.append(Finding("values/schema", Severity.ERROR, f"{dotted}: {err.message}", rel, line, None, req.app))
-    # Helm would refuse these values too (or silently drop an unknown key): the findings above say it better.
-    blocking = ("values/schema", "values/unknown-key")
-    return findings, not any(f.rule in blocking for f in findings)
+    out = [(tuple(e.absolute_path), e.message, str(e.validator)) for e in errors]
+    if memo:
+        memo.store(out)
+    return out
+
+
+@dataclass
+class _ValuesMemo:
+    """jsonschema's verdicts on one chart, remembered in the result cache: that its schema passed
+    the metaschema and ``$ref`` checks (by the chart's files: the schema, every file a ``$ref`` can
+    reach, and jsonschema's own files), and the errors of merged values against it (by those and
+    the values as JSON text). A value file changed only in its comments or layout then costs no
+    jsonschema at all. Values JSON cannot carry exactly (a non-string key, a date) are not memoised."""
+    known: "ResultCache"
+    schema_key: str
+    values_key: str | None = None
+
+    @classmethod
+    def of(cls, repo: Path, req: RenderRequest, known: "ResultCache | None") -> "_ValuesMemo | None":
+        if known is None or not known.renders.enabled:
+            return None
+        return cls(known, known.schema_checked_key(known.renders.chart_digest(repo, req.chart), _jsonschema_stamp()))
+
+    def errors(self, chart_values: Any, layers: list[tuple[str, Document]], req: RenderRequest
+               ) -> list[tuple[tuple, str, str]] | None:
+        """The remembered errors of these values, or None (then jsonschema checks them)."""
+        try:
+            merged = _merged(chart_values, layers, req)
+        except YamlProblem:
+            return None  # reported by the check itself, in its order
+        try:
+            text = json.dumps(merged)  # refuses a cycle (ValueError) before the walk below
+        except (ValueError, TypeError, RecursionError):
+            return None
+        if not _plain_json(merged):
+            return None
+        self.values_key = self.known.values_key(self.schema_key, text)
+        return self.known.get_values_errors(self.values_key)
+
+    def schema_ok(self) -> bool:
+        return self.known.schema_checked(self.schema_key)
+
+    def schema_passed(self) -> None:
+        if not self.schema_ok():
+            self.known.put_schema_checked(self.schema_key)
+
+    def store(self, errors: list[tuple[tuple, str, str]]) -> None:
+        if self.values_key is not None:
+            self.known.put_values_errors(self.values_key, errors)
+
+
+@lru_cache(maxsize=1)
+def _jsonschema_stamp() -> list:
+    """jsonschema's installed files, by path and stamp, without importing it (a reinstall changes them)."""
+    import importlib.util
+    spec = importlib.util.find_spec("jsonschema")
+    origin = Path(spec.origin) if spec and spec.origin else None
+    if origin is None:
+        return ["missing"]
+    from .resultcache import file_stamp
+    return [file_stamp(p) for p in sorted(origin.parent.glob("*.py"))]
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``json.dumps(value)`` tells ``value`` apart from every other value: string keys,
+    JSON's own scalars, finite numbers (a bounded walk: value files are bounded in size)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                return False
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return False
+        elif not (v is None or isinstance(v, (str, int))):  # bool is an int
+            return False
+    return True
 
 
 def _has_path(data: Any, path: tuple) -> bool:

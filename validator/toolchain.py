@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -85,6 +84,7 @@ def version_of(path: str, tool: Tool) -> str | None:
 
 
 def _os_arch() -> tuple[str, str]:
+    import platform  # only for an install hint: its import (regexes) is not paid by every run
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
         platform.machine().lower(), platform.machine().lower())
     return sys.platform.replace("win32", "windows").replace("linux2", "linux"), arch
