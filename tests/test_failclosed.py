@@ -290,6 +290,29 @@ def test_the_whole_run_has_a_deadline(tmp_path):
     assert_cannot_run(r, "helm", "deadline (2s")
 
 
+def test_a_run_leaves_no_deadline_and_the_collector_as_it_found_it(tmp_path, monkeypatch):
+    """The deadline and the collector switch are one run's: code called after it in the same
+    process (a library user, the next test in a worker) inherits neither."""
+    import gc
+
+    from gitops_validate import config as config_mod, pipeline, tools
+    from gitops_validate.rules import REGISTRY
+    for k, v in tool_env().items():
+        monkeypatch.setenv(k, v)
+    repo = tmp_path / "repo"
+    copy_repo(repo)
+    cfg = config_mod.load(repo / ".gitops-validator.yaml", set(REGISTRY))
+    assert gc.isenabled()
+    pipeline.run(pipeline.Options(repo=repo, config=cfg, cache_dir=None))
+    assert tools._deadline is None and gc.isenabled()
+    gc.disable()   # a caller that turned it off keeps it off
+    try:
+        pipeline.run(pipeline.Options(repo=repo, config=cfg, cache_dir=None))
+        assert tools._deadline is None and not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 # --- signals -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

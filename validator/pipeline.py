@@ -135,16 +135,17 @@ def run(opts: Options) -> Result:
     # apps). Reference counting still frees everything acyclic; cycles wait for the run's end.
     collecting = gc.isenabled()
     gc.disable()
+    tools.set_deadline(opts.config.limits.deadline)
     try:
         return _run(opts)
     finally:
+        tools.set_deadline(None)  # the deadline is this run's: nothing called after it may inherit it
         if collecting:
             gc.enable()
 
 
 def _run(opts: Options) -> Result:
     start = time.perf_counter()
-    tools.set_deadline(opts.config.limits.deadline)
     kubeconform = find_tool("kubeconform")
     root = schema_root(opts)
     if opts.manifests:
