@@ -394,10 +394,17 @@ def test_the_tricky_files_take_both_ways_of_reading():
     assert fast >= 8 and slow >= 8, (fast, slow)
 
 
-def test_manifests_findings_identical_to_the_code_before_the_fast_reader(tmp_path: Path):
-    """Every finding of --manifests, its file and line included, as before the fast YAML reader, on
-    the every-family stream and on manifests in every shape YAML allows (tricky_files)."""
-    code = _baseline_code(tmp_path / "baseline", BEFORE_FAST_READ)
+#: The last commit before the C callables in yamlio's loader and the string fast path of its
+#: constructor (docs/performance.md, change 19).
+BEFORE_C_HOOKS = "8e98044"
+
+
+@pytest.mark.parametrize("rev", [BEFORE_FAST_READ, BEFORE_C_HOOKS])
+def test_manifests_findings_identical_to_the_code_before_the_fast_reader(tmp_path: Path, rev: str):
+    """Every finding of --manifests, its file and line included, as before the fast YAML reader (and
+    before change 19), on the every-family stream and on manifests in every shape YAML allows
+    (tricky_files)."""
+    code = _baseline_code(tmp_path / "baseline", rev)
     mdir = tmp_path / "manifests"
     (mdir / "clusters/synthetic").mkdir(parents=True)
     (mdir / "clusters/synthetic/cluster.yaml").write_text(synth.cluster_facts(150))
@@ -423,10 +430,97 @@ def test_manifests_findings_identical_to_the_code_before_the_fast_reader(tmp_pat
 
 
 def test_the_remembered_tags_stay_bounded():
-    """yamlio remembers the tag of each plain scalar it resolved: a text of distinct scalars must
-    not grow that memory without bound, and reads the same as PyYAML's own safe loader."""
+    """yamlio remembers the tag of each scalar it resolved: a text of distinct scalars must not grow
+    that memory without bound, and reads the same as PyYAML's own safe loader."""
     from gitops_validate import yamlio
     text = "items:\n" + "".join(f"  - v{i}\n  - {i}\n" for i in range(120_000))
     doc = next(load_all(text))
     assert doc.data == yaml.load(text, Loader=yaml.CSafeLoader)
-    assert len(yamlio._Loader._tags) <= 100_001
+    info = yamlio._cached_resolve.cache_info()
+    assert info.maxsize is not None and info.currsize <= info.maxsize < 100_000
+
+
+def _graph(node) -> list:
+    """A node graph as plain data: class, tag, value, style and both marks of every node (an
+    aliased node once: the alias bombs are graphs of a few nodes)."""
+    out, stack, seen = [], [node], set()
+    while stack:
+        n = stack.pop()
+        out.append(len(seen) if id(n) not in seen else ("alias", n.start_mark.index))
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        marks = (n.start_mark.index, n.start_mark.line, n.start_mark.column,
+                 n.end_mark.index, n.end_mark.line, n.end_mark.column)
+        out.append((type(n).__name__, n.tag, n.value if isinstance(n.value, str) else len(n.value),
+                    getattr(n, "style", None), getattr(n, "flow_style", None), marks))
+        if isinstance(n.value, list):
+            stack.extend(x for item in n.value for x in (item if isinstance(item, tuple) else (item,)))
+    return out
+
+
+def test_the_loader_composes_what_pyyamls_safe_loader_composes():
+    """yamlio's loader swaps the resolver's per-node hooks for C callables (a cache and two no-ops):
+    on every tricky file, every generated object and a stream of every YAML 1.1 implicit type,
+    quoted and not, each node has the class, tag, value, style and marks PyYAML's own safe loader
+    gives it, and the same errors are raised."""
+    from gitops_validate import yamlio
+    scalars = ["~", "null", "Null", "true", "True", "yes", "No", "on", "OFF", "y", "n", "0", "-1", "0o17",
+               "017", "0x1F", "0b101", "1_000", "190:20:30", "1.5", ".5", "1e3", "1.0e+3", ".inf", "-.Inf",
+               ".nan", "2024-01-01", "2024-01-01 10:00:00", "2024-01-01T10:00:00Z", "<<", "=", "", "abc",
+               "8080", "v1", "- x"]
+    types = "".join(f"k{i}: {s}\nq{i}: '{s}'\nd{i}: \"{s}\"\nl{i}: [{s}]\n"
+                    for i, s in enumerate(scalars) if not s.startswith("-") and s not in ("", "="))
+    texts = [raw.decode("utf-8-sig") for raw in tricky_files().values()]
+    texts += [every_family_stream(), types, "a: [1, 2\n", "a: *nope\n", "a: &x 1\nb: &x 2\n"]
+    compared = 0
+    for text in texts:
+        for chunk in split_stream(text):
+            graphs = []
+            for loader in (yamlio._Loader, yaml.CSafeLoader):
+                got, l = [], loader(chunk.text)
+                try:
+                    while l.check_node():
+                        node = l.get_node()
+                        got.append(None if node is None else _graph(node))
+                except yaml.YAMLError as e:
+                    got.append(("error", str(e)))
+                finally:
+                    l.dispose()
+                graphs.append(got)
+            assert graphs[0] == graphs[1], chunk.text[:200]
+            compared += 1
+    assert compared > 300, compared
+
+
+def test_a_rule_finds_nothing_outside_its_kinds():
+    """policy.evaluate skips a rule for an object whose kind its ``kinds`` leaves out: proven safe
+    by running each such rule on every object of another kind (every family's defects, every rule's
+    failing example, the tricky files, each object also relabelled as every kind the rules name):
+    no finding, no error, and no look-up of another object (the result cache's ``Watched``)."""
+    from gitops_validate import policy
+    from gitops_validate.rules import POLICY_RULES
+    scoped = [r for r in POLICY_RULES if r.kinds is not None]
+    assert len(scoped) >= 20, [r.id for r in scoped]
+    texts = [every_family_stream()] + [raw.decode("utf-8-sig") for raw in tricky_files().values()]
+    docs = []
+    for text in texts:
+        for chunk in split_stream(text):
+            try:
+                docs += [d.data for d in load_all(chunk.text, first_line=chunk.first_line) if isinstance(d.data, dict)]
+            except Exception:  # noqa: BLE001 - the bad documents are findings of their own
+                continue
+    named = set().union(*(r.kinds for r in scoped)) | {"Service", "ConfigMap", "Namespace", "Application", ""}
+    objs = [Manifest(d, "f.yaml", 1) for d in docs]
+    objs += [Manifest({**d, "kind": kind}, "f.yaml", 1) for d in docs[:400] for kind in sorted(named)]
+    ctx = Context(tuple(objs), facts(150), ("registry.example.com",))
+    checked = 0
+    for rule in scoped:
+        for m in objs:
+            if m.kind in rule.kinds:
+                continue
+            watched = policy.Watched(ctx)
+            assert list(rule.check(m, watched)) == [], (rule.id, m.doc)
+            assert not watched.crossed, (rule.id, m.kind)
+            checked += 1
+    assert checked > 50_000, checked

@@ -99,14 +99,19 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
     active = [(r, severities.get(r.id, r.severity)) for r in rules]
     active = [(r, sev) for r, sev in active if sev is not None]
     out: list[Finding] = []
+    by_kind: dict[str, list[tuple[Rule, Severity]]] = {}   # a rule that cannot apply to a kind costs nothing for it
     for m in manifests:
+        kind = m.kind
+        applicable = by_kind.get(kind)
+        if applicable is None:
+            applicable = by_kind[kind] = [(r, sev) for r, sev in active if r.kinds is None or kind in r.kinds]
         skips, unreasoned = parse_skips(m)
         wanted = set(only[id(m)]) if only is not None and id(m) in only else None
         local: list[Finding] = []
         cross: list[str] = []
         if record is not None:
             record[id(m)] = (local, cross)
-        for rule, severity in active:
+        for rule, severity in applicable:
             if rule.id in skips or (wanted is not None and rule.id not in wanted):
                 continue
             watched = Watched(ctx) if record is not None else ctx

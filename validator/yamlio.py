@@ -11,12 +11,14 @@ from __future__ import annotations
 import gc
 import re
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 try:  # the C parser is several times faster on rendered manifests
     from yaml import CSafeLoader as _BaseLoader
@@ -27,20 +29,23 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
     """The safe loader with its tag resolution remembered: rendered manifests repeat the same
     plain scalars thousands of times, and resolving one is a regex search in Python (half of the
-    C parser's time). The same tags as the safe loader's: a plain scalar's tag depends on its text
-    only (there are no path resolvers), anything else gets the default tag."""
+    C parser's time). The same tags as the safe loader's: without path resolvers a node's tag
+    depends on its kind, text and implicit flags only, and the resolver's per-node hooks do
+    nothing. The C composer calls those three for every node, so they are C callables here (a
+    cache and two no-ops), not Python frames."""
 
-    _tags: dict[str, str] = {}
+    def __init__(self, stream):
+        super().__init__(stream)
+        if not self.yaml_path_resolvers:
+            self.resolve = _cached_resolve
+            self.descend_resolver = _DESCEND_NOOP
+            self.ascend_resolver = _ASCEND_NOOP
 
-    def resolve(self, kind, value, implicit):  # type: ignore[override]
-        if self.yaml_path_resolvers or kind is not ScalarNode or not implicit[0] or len(value) > 64:
-            return super().resolve(kind, value, implicit)
-        tag = self._tags.get(value)
-        if tag is None:
-            if len(self._tags) > 100_000:  # bounded: a text of distinct scalars cannot grow it for ever
-                self._tags.clear()
-            tag = self._tags[value] = super().resolve(kind, value, implicit)
-        return tag
+
+# bounded: a text of distinct scalars evicts the oldest (the tags are a pure function of the arguments)
+_cached_resolve = lru_cache(maxsize=16_384)(Resolver().resolve)
+_DESCEND_NOOP = {}.get   # (parent, index) -> None
+_ASCEND_NOOP = ().__len__   # () -> 0
 
 #: Expanded size (nodes) above which a document is refused as an alias bomb.
 MAX_EXPANDED_NODES = 200_000
@@ -207,12 +212,14 @@ def _fast_construct(node: Node, shared: dict | None) -> Any:
     """The same Python objects as ``_construct`` for the YAML that rendered manifests are made of
     (maps, lists, plain scalars), with the duplicate-key check of ``_check_mapping_keys`` on the
     way: one walk instead of two plus PyYAML's generic constructor. ``shared`` (when the text has
-    aliases; its size is bounded first) makes an aliased node one object, as PyYAML does."""
-    if isinstance(node, ScalarNode):
+    aliases; its size is bounded first) makes an aliased node one object, as PyYAML does. A string
+    (most keys and values) is taken in the loop itself: a call per scalar was most of this walk."""
+    cls = node.__class__
+    if cls is ScalarNode:
         return _scalar(node)
     if shared is not None and id(node) in shared:
         return shared[id(node)]
-    if isinstance(node, MappingNode):
+    if cls is MappingNode:
         if node.tag != _MAP:
             raise _Fallback
         out: dict = {}
@@ -221,25 +228,36 @@ def _fast_construct(node: Node, shared: dict | None) -> Any:
         written: set[str] = set()
         constructed: set = set()
         for k, v in node.value:
-            if not isinstance(k, ScalarNode):
+            if k.__class__ is not ScalarNode:
                 raise _Fallback
-            value = _scalar(k)  # a merge key ("<<") has its own tag: _Fallback
-            key = _key_text(value)
-            # a duplicate as written; keys equal only once constructed ("1" and 1), or only to
-            # Python (1, true and 1.0, which PyYAML's constructor merges): all as PyYAML does them
-            if k.value in written or key in out or value in constructed:
-                raise _Fallback
-            written.add(k.value)
-            constructed.add(value)
-            out[key] = _fast_construct(v, shared)
+            text = k.value
+            if k.tag == _STR:
+                # a str is equal only to a str, and every str key constructed so far is in ``out``
+                if text in written or text in out:
+                    raise _Fallback
+                key = text
+            else:
+                value = _scalar(k)  # a merge key ("<<") has its own tag: _Fallback
+                key = _key_text(value)
+                # a duplicate as written; keys equal only once constructed ("1" and 1), or only to
+                # Python (1, true and 1.0, which PyYAML's constructor merges): all as PyYAML does them
+                if text in written or key in out or value in constructed:
+                    raise _Fallback
+                constructed.add(value)
+            written.add(text)
+            if v.__class__ is ScalarNode and v.tag == _STR:
+                out[key] = v.value
+            else:
+                out[key] = _fast_construct(v, shared)
         return out
-    if isinstance(node, SequenceNode):
+    if cls is SequenceNode:
         if node.tag != _SEQ:
             raise _Fallback
         seq: list = []
         if shared is not None:
             shared[id(node)] = seq
-        seq.extend(_fast_construct(v, shared) for v in node.value)
+        seq.extend([v.value if v.__class__ is ScalarNode and v.tag == _STR else _fast_construct(v, shared)
+                    for v in node.value])
         return seq
     raise _Fallback
 

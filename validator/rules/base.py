@@ -350,6 +350,8 @@ class Rule:
     good: str                    # a passing example (YAML)
     check: Check | None = None   # None: the finding comes from a pipeline stage (yaml, schema, ...)
     cluster_check: ClusterCheck | None = None  # a rule over a whole cluster (capacity/)
+    #: the kinds ``check`` can find anything in (None: any); policy.evaluate calls it for those alone
+    kinds: frozenset[str] | None = None
 
     @property
     def category(self) -> str:

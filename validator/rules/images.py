@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..findings import Problem, Severity
-from ..model import Manifest, containers
+from ..model import WORKLOAD_KINDS, Manifest, containers
 from .base import Context, Rule
 
 CATEGORY = "images"
@@ -89,7 +89,7 @@ RULES = [
          "invisible to it, and rolling back to a revision that names `latest` rolls back nothing. "
          "Only an immutable version (or a digest) makes a deploy and a rollback real.",
          _POD % "ghcr.io/acme/web:latest", _POD % "ghcr.io/acme/web:1.4.2",
-         check_tag),
+         check_tag, kinds=WORKLOAD_KINDS),
     Rule("images/pull-always", Severity.WARNING,
          "`imagePullPolicy: Always` with a pinned tag or digest",
          "A pinned image never changes, so pulling it on every start only adds a registry round "
@@ -97,12 +97,12 @@ RULES = [
          "image was only built locally).",
          (_POD % "ghcr.io/acme/web:1.4.2") + "      imagePullPolicy: Always\n",
          (_POD % "ghcr.io/acme/web:1.4.2") + "      imagePullPolicy: IfNotPresent\n",
-         check_pull_policy),
+         check_pull_policy, kinds=WORKLOAD_KINDS),
     Rule("images/registry", Severity.ERROR,
          "an image from a registry not listed in the config's `allowedRegistries`",
          "Pulling only from registries you trust is a supply-chain control; the list lives in "
          "`.gitops-validator.yaml`. Bare names (images built into the cluster) are always allowed. "
          "The rule does nothing while the list is empty.",
          _POD % "evil.example.com/web:1.0", _POD % "ghcr.io/acme/web:1.0",
-         check_registry),
+         check_registry, kinds=WORKLOAD_KINDS),
 ]

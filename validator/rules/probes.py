@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..findings import Problem, Severity
-from ..model import LONG_RUNNING_KINDS, Container, Manifest, containers, port_number
+from ..model import LONG_RUNNING_KINDS, WORKLOAD_KINDS, Container, Manifest, containers, port_number
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -123,7 +123,7 @@ RULES = [
          "Always) and that a Service selects: it serves.",
          example_deployment(container={"livenessProbe": None}),
          example_deployment(),
-         check_liveness),
+         check_liveness, kinds=WORKLOAD_KINDS),
     Rule("probes/missing-readiness", Severity.ERROR,
          "a container of a long-running workload, of a Service-selected plain Pod, or a native sidecar, "
          "without a readinessProbe",
@@ -132,7 +132,7 @@ RULES = [
          "never becomes able to serve as ready: a broken release replaces a good one.",
          example_deployment(container={"readinessProbe": None}),
          example_deployment(),
-         check_readiness),
+         check_readiness, kinds=WORKLOAD_KINDS),
     Rule("probes/unknown-port", Severity.ERROR,
          "a liveness, readiness or startup probe on a port (name or number) the container does not "
          "declare, or declares as UDP or SCTP",
@@ -144,7 +144,7 @@ RULES = [
                                        "readinessProbe": "{tcpSocket: {port: 8081}}"}),
          example_deployment(container={"livenessProbe": "{httpGet: {path: /health, port: http}}",
                                        "readinessProbe": "{tcpSocket: {port: 8080}}"}),
-         check_probe_port),
+         check_probe_port, kinds=WORKLOAD_KINDS),
     Rule("probes/identical", Severity.WARNING,
          "a container whose liveness and readiness probes are the same check with the same timing",
          "Readiness says \"do not send me traffic now\", liveness says \"restart me\". When both run "
@@ -153,5 +153,5 @@ RULES = [
          "outage worse. Use a cheap liveness endpoint, or at least a longer liveness failure window.",
          example_deployment(container={"livenessProbe": "{httpGet: {path: /ready, port: http}}"}),
          example_deployment(),
-         check_identical_probes),
+         check_identical_probes, kinds=WORKLOAD_KINDS),
 ]

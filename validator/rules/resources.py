@@ -6,7 +6,7 @@ import re
 from typing import Iterable
 
 from ..findings import Problem, Severity
-from ..model import Container, Manifest, containers
+from ..model import WORKLOAD_KINDS, Container, Manifest, containers
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -104,7 +104,7 @@ RULES = [
          "capacity planning and autoscaling on utilisation impossible.",
          example_deployment(container={"resources": "limits: {cpu: 500m, memory: 256Mi}"}),
          example_deployment(),
-         check_requests),
+         check_requests, kinds=WORKLOAD_KINDS),
     Rule("resources/missing-limits", Severity.ERROR,
          "a container or initContainer without a cpu or memory limit",
          "Without a memory limit one leaking container can take a whole node's memory and get "
@@ -112,12 +112,12 @@ RULES = [
          "small cluster like minikube one runaway pod stalls everything.",
          example_deployment(container={"resources": "requests: {cpu: 100m, memory: 128Mi}"}),
          example_deployment(),
-         check_limits),
+         check_limits, kinds=WORKLOAD_KINDS),
     Rule("resources/request-exceeds-limit", Severity.ERROR,
          "a request larger than its limit (quantities compared by value: 1 = 1000m, 1Gi = 1024Mi)",
          "The API server rejects a pod whose request exceeds its limit, so the Deployment never "
          "gets a ready replica and the sync stays Progressing until it times out.",
          example_deployment(container={"resources": _RES % ("'1'", "1Gi", "500m", "512Mi")}),
          example_deployment(container={"resources": _RES % ("500m", "1Gi", "'1'", "1024Mi")}),
-         check_request_le_limit),
+         check_request_le_limit, kinds=WORKLOAD_KINDS),
 ]

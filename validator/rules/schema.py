@@ -8,7 +8,7 @@ import re
 from typing import Iterable
 
 from ..findings import Problem, Severity
-from ..model import Manifest, containers
+from ..model import WORKLOAD_KINDS, Manifest, containers
 from .base import Context, Rule
 from .examples import example_deployment
 from .probes import HANDLERS, PROBES, port_number
@@ -194,19 +194,19 @@ RULES = [
          example_deployment(container={"ports": "[{name: http-main, containerPort: 8080}]",
                                        "livenessProbe": "{httpGet: {path: /health, port: http-main}}",
                                        "readinessProbe": "{httpGet: {path: /ready, port: http-main}}"}),
-         check_port_name),
+         check_port_name, kinds=WORKLOAD_KINDS | {"Service"}),
     Rule("schema/port-range", Severity.ERROR,
          "a containerPort, hostPort, probe port, Service port or targetPort outside 1-65535",
          "The schemas only say `integer`; the API server rejects a port of 0 or above 65535 at sync "
          "time. NodePorts are checked against the cluster's range by refs/nodeport.",
          example_deployment(container={"ports": "[{name: http, containerPort: 80800}]"}),
          example_deployment(container={"ports": "[{name: http, containerPort: 8080}]"}),
-         check_port_range),
+         check_port_range, kinds=WORKLOAD_KINDS | {"Service"}),
     Rule("schema/duplicate-env", Severity.ERROR,
          "a container that sets the same env var name twice in `env`",
          "Only the last entry takes effect, so the value a reviewer reads first is not the one the "
          "app gets; server-side apply (Argo CD's `ServerSideApply=true`) rejects the object outright.",
          example_deployment(container={"env": "[{name: LOG_LEVEL, value: info}, {name: LOG_LEVEL, value: debug}]"}),
          example_deployment(container={"env": "[{name: LOG_LEVEL, value: info}]"}),
-         check_duplicate_env),
+         check_duplicate_env, kinds=WORKLOAD_KINDS),
 ]

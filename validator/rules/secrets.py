@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from ..findings import Location, Problem, Severity
-from ..model import Manifest, containers, dig, pod_template, sequence
+from ..model import WORKLOAD_KINDS, Manifest, containers, dig, pod_template, sequence
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -332,7 +332,7 @@ RULES = [
          "References marked `optional: true` are not checked.",
          _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-tokn", "token")),
          _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "token")),
-         check_missing_secret),
+         check_missing_secret, kinds=WORKLOAD_KINDS),
     Rule("secrets/missing-key", Severity.ERROR,
          "a secretKeyRef key or secret volume item key that the Secret (rendered or declared) does not hold",
          "A missing key stops the container from starting (CreateContainerConfigError: couldn't find "
@@ -340,7 +340,7 @@ RULES = [
          "Secret created outside git come from its declaration in the cluster facts.",
          _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "tokn")),
          _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "token")),
-         check_missing_key),
+         check_missing_key, kinds=WORKLOAD_KINDS),
     Rule("secrets/data-in-git", Severity.ERROR,
          "a Secret with `data` or `stringData` in git, written by hand or rendered by a chart",
          "Anything in git is readable by everyone with access to the repository, forever (history "
@@ -350,7 +350,7 @@ RULES = [
          "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ntype: Opaque\n"
          "stringData: {JWT_SECRET: \"...\"}\n",
          _TOKEN_SECRET,
-         check_data_in_git),
+         check_data_in_git, kinds=frozenset({"Secret"})),
     Rule("secrets/literal-value", Severity.ERROR,
          "a container env var with a literal value whose name looks secret (…PASSWORD, …TOKEN, "
          "…API_KEY, DATABASE_URL, …_SECRET, SECRET_*, …_PASS) or that is a private key, a well-known "
@@ -360,7 +360,7 @@ RULES = [
          "Secret with `valueFrom.secretKeyRef` instead.",
          _reads("[{name: API_TOKEN, value: 'sk-live-4f9a2c'}]"),
          _TOKEN_SECRET + "---\n" + _reads(_ENV_REF % ("web-token", "token")),
-         check_literal_value),
+         check_literal_value, kinds=WORKLOAD_KINDS),
     Rule("secrets/configmap-data", Severity.ERROR,
          "a ConfigMap data entry whose key names a secret (…PASSWORD, …TOKEN, …_SECRET, SECRET_*, "
          "…_PASS) or whose value is a private key, a well-known token (GitHub, GitLab, Slack, AWS, "
@@ -370,5 +370,5 @@ RULES = [
          "value in a Secret created outside git and reference it from the pod.",
          _CONFIGMAP % f'  TLS_KEY: "{_PEM}"\n',
          _CONFIGMAP % "  DATABASE_HOST: db.example.com\n",
-         check_configmap_data),
+         check_configmap_data, kinds=frozenset({"ConfigMap"})),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
-from ..model import Container, Manifest, containers, pod_template, sequence
+from ..model import WORKLOAD_KINDS, Container, Manifest, containers, pod_template, sequence
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -224,14 +224,14 @@ RULES = [
          "kubelet refuse to start an image whose user is root.",
          example_deployment(pod={"securityContext": "{runAsUser: 0, seccompProfile: {type: RuntimeDefault}}"}),
          example_deployment(),
-         check_run_as_non_root),
+         check_run_as_non_root, kinds=WORKLOAD_KINDS),
     Rule("security/privilege-escalation", Severity.ERROR,
          "a container that does not set allowPrivilegeEscalation: false",
          "Without it a setuid binary in the image (sudo, su, ping on some bases) can give the process "
          "more privileges than it started with. It defaults to true, so it must be set explicitly.",
          example_deployment(container=_container_sc(allowPrivilegeEscalation=None)),
          example_deployment(),
-         check_privilege_escalation),
+         check_privilege_escalation, kinds=WORKLOAD_KINDS),
     Rule("security/capabilities", Severity.ERROR,
          "a container that does not drop ALL capabilities, or adds one other than NET_BIND_SERVICE",
          "The runtime's default capability set (CHOWN, SETUID, NET_RAW, ...) is far more than a web "
@@ -239,7 +239,7 @@ RULES = [
          "that binds a port below 1024 may add back NET_BIND_SERVICE only.",
          example_deployment(container=_container_sc(capabilities="{add: [NET_ADMIN]}")),
          example_deployment(container=_container_sc(capabilities="{drop: [ALL], add: [NET_BIND_SERVICE]}")),
-         check_capabilities),
+         check_capabilities, kinds=WORKLOAD_KINDS),
     Rule("security/seccomp", Severity.ERROR,
          "a container without a RuntimeDefault or Localhost seccomp profile (pod or container level)",
          "Seccomp filters the system calls a container may make; without a profile (Unconfined) the "
@@ -247,14 +247,14 @@ RULES = [
          "ordinary apps.",
          example_deployment(pod={"securityContext": "{runAsNonRoot: true, runAsUser: 1001}"}),
          example_deployment(),
-         check_seccomp),
+         check_seccomp, kinds=WORKLOAD_KINDS),
     Rule("security/privileged", Severity.ERROR,
          "a privileged container",
          "A privileged container has every capability and all host devices: it is root on the node. "
          "No application workload needs it.",
          example_deployment(container=_container_sc(privileged="true")),
          example_deployment(container=_container_sc(privileged="false")),
-         check_privileged),
+         check_privileged, kinds=WORKLOAD_KINDS),
     Rule("security/host-namespaces", Severity.ERROR,
          "a pod with hostNetwork, hostPID or hostIPC, or a container port with a hostPort",
          "Sharing the node's network, process or IPC namespace lets the pod see and talk to "
@@ -263,7 +263,7 @@ RULES = [
          example_deployment(pod={"hostNetwork": "true"},
                             container={"ports": "[{name: http, containerPort: 8080, hostPort: 8080}]"}),
          example_deployment(),
-         check_host_namespaces),
+         check_host_namespaces, kinds=WORKLOAD_KINDS),
     Rule("security/read-only-root-filesystem", Severity.WARNING,
          "a container whose root filesystem is writable (readOnlyRootFilesystem not true)",
          "A read-only root filesystem stops an attacker (or a bug) from changing the app's files or "
@@ -271,7 +271,7 @@ RULES = [
          "(an emptyDir for /tmp). Not part of the restricted standard, hence a warning.",
          example_deployment(container=_container_sc(readOnlyRootFilesystem=None)),
          example_deployment(),
-         check_read_only_root),
+         check_read_only_root, kinds=WORKLOAD_KINDS),
     Rule("security/namespace-pod-security", Severity.WARNING,
          "a namespace an Application deploys to (or a rendered Namespace) without a "
          "pod-security.kubernetes.io/enforce label of baseline or restricted",
