@@ -20,8 +20,8 @@ and the helm CLI: the bench fails unless the bytes are identical.
 
 It reports the median seconds, the peak memory (largest process of the run, from wait4's
 rusage: the maximum resident set of the process and the children it waited for) and the growth
-exponent between sizes (log t2/t1 / log n2/n1; 1.0 is linear). `--baseline REV` adds our warm and
-manifests runs of an older commit, run from `git archive`, for a before/after in the same rounds.
+exponent between sizes (log t2/t1 / log n2/n1; 1.0 is linear). `--baseline REV` adds our warm,
+one-file and manifests runs of an older commit, run from `git archive`, for a before/after in the same rounds.
 
 It prints the issue's target ratios per row (ours on manifests / kubeconform alone, checkov / ours,
 kube-score / ours, cold / floor). `--objects` (default 2000,20000) then times each stage of a
@@ -166,7 +166,7 @@ class Subject:
         shutil.rmtree(self.cache, ignore_errors=True)
         return self.ours()
 
-    def one_file(self) -> tuple[float, int]:
+    def one_file(self, code: Path | None = None) -> tuple[float, int]:
         rel = "clusters/minikube/values/frontend1.yaml" if self.per_cluster > 1 else "clusters/minikube/values/backend0.yaml"
         path = self.repo / rel
         original = path.read_text()
@@ -174,7 +174,7 @@ class Subject:
         # a real change, not a comment: every cache keyed by the values' content misses
         path.write_text(original + f"podAnnotations:\n  bench/round: \"{self.round}\"\n")
         try:
-            return self.ours(rel)
+            return self.ours(rel, code=code)
         finally:
             path.write_text(original)
 
@@ -307,8 +307,6 @@ def table(results: dict, columns: list[tuple[str, str]], objects: dict) -> str:
             times = [t for t, _ in row.get(key, [])]
             cells.append(f"{statistics.median(times):.2f} s" if times else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    mem = ["peak memory (MB), largest size"]
-    exps = ["growth exponent, smallest→largest (last step)"]
     for clusters in sorted({c for _, c in results}):
         sizes = sorted(a for a, c in results if c == clusters)
         if len(sizes) < 2 and clusters != min(c for _, c in results):
@@ -331,7 +329,8 @@ RATIOS = [("ours on manifests / kubeconform alone", "manifests", "kubeconform", 
 
 def ratio_table(results: dict, objects: dict, baseline: str | None) -> str:
     """The target ratios per row, from the medians of the same rounds."""
-    ratios = RATIOS + ([(f"ours on manifests @{baseline} / now", "manifests_before", "manifests", "(speed-up)")]
+    ratios = RATIOS + ([(f"{what} @{baseline} / now", f"{key}_before", key, "(speed-up)")
+                        for what, key in (("warm", "warm"), ("one values file", "one_file"), ("ours on manifests", "manifests"))]
                        if baseline else [])
     head = ["N apps × clusters", "objects"] + [f"{title} (target {target})" for title, _, _, target in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -428,7 +427,7 @@ def main() -> int:
     p.add_argument("--clusters", default="1,3", help="cluster counts the apps are split over; the extra ones "
                                                      "run the two largest sizes")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--baseline", metavar="REV", help="also time our warm and manifests runs of commit REV")
+    p.add_argument("--baseline", metavar="REV", help="also time our warm, one-file and manifests runs of commit REV")
     p.add_argument("--quick", action="store_true", help="smoke test: N=2, one round, no checkov or kube-score")
     p.add_argument("--no-write", action="store_true", help="print the table, do not rewrite docs/performance.md")
     p.add_argument("--no-external", action="store_true", help="skip checkov and kube-score")
@@ -452,7 +451,8 @@ def main() -> int:
         work = Path(tmp)
         code = baseline_code(args.baseline, work) if args.baseline else None
         if code:
-            columns += [("warm_before", f"warm @{args.baseline}"), ("manifests_before", f"manifests @{args.baseline}")]
+            columns += [("warm_before", f"warm @{args.baseline}"), ("one_file_before", f"one values file @{args.baseline}"),
+                        ("manifests_before", f"manifests @{args.baseline}")]
         subjects = []
         for clusters in cluster_counts:
             for apps in (sizes if clusters == cluster_counts[0] else sizes[-2:]):
@@ -476,6 +476,7 @@ def main() -> int:
                 if code:
                     s.ours(code=code)  # fill the old code's own cache first (its cache format may differ)
                     steps += [("warm_before", lambda s=s: s.ours(code=code)),
+                              ("one_file_before", lambda s=s: s.one_file(code=code)),
                               ("manifests_before", lambda s=s: s.manifests(code=code))]
                 for key, step in steps:
                     row.setdefault(key, []).append(step())
