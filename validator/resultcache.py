@@ -42,7 +42,6 @@ from typing import Any
 from . import findings as findings_module
 from .findings import Finding
 from .rendercache import RenderCache
-from .yamlio import many_documents
 
 SUFFIX = ".result.json"
 VERDICT_SUFFIX = ".kubeconform.json"
@@ -222,8 +221,7 @@ class ResultCache:
         if text is None:
             return None
         try:
-            with many_documents():   # thousands of long-lived objects: no collector passes over them
-                return Entry.load(text)
+            return Entry.load(text)  # inside pipeline.run, whose cycle collector is off for the run
         except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss, recomputed and replaced
             return None
 
