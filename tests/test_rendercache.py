@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 from conftest import ROOT, TOOLS, run_cli, tool_env
@@ -146,3 +148,47 @@ def test_the_cache_is_bounded_least_recently_used_first(tmp_path):
     assert "0000000000000000000000000000000000000000000000000000000000000000.yaml" not in sizes  # the oldest went
     # the next run is served from what was kept
     assert renders(validate(ROOT, cache, "--config", str(cfg))) == "0 helm render(s), 3 from cache"
+
+
+def test_evict_spares_another_runs_write_in_flight_and_removes_an_old_orphan(tmp_path):
+    """A scan runs while another run is between ``put_file``'s temporary write and its rename: that
+    fresh dot-``.tmp`` file is not an entry and must survive (the rename would fail and the render be
+    lost); one left by a run that crashed long ago is evicted like any entry."""
+    d = tmp_path / "c"
+    cache = RenderCache(d, max_bytes=100_000)
+    for i in range(4):  # stale entries, older than anything below
+        p = d / f"{i:064x}.yaml"
+        cache.put_file(p, "x" * 30_000)
+        os.utime(p, (1_000_000 + i, 1_000_000 + i))
+    orphan = d / ".dead.yaml.abc123.tmp"
+    orphan.write_text("y" * 30_000)
+    old = time.time() - rendercache.TMP_MIN_AGE_S - 60
+    os.utime(orphan, (old, old))
+
+    started, scanned = threading.Event(), threading.Event()
+    outcome: list = []
+
+    def other_run() -> None:
+        # put_file's own steps, paused between the write and the rename; larger than the bound
+        # itself, so a scan that took it for an entry would remove it
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".live.yaml.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write("kind: ConfigMap\n" + "z" * 150_000)
+        started.set()
+        scanned.wait(60)
+        try:
+            os.replace(tmp, d / "live.yaml")
+            outcome.append("renamed")
+        except OSError as e:
+            outcome.append(e)
+
+    writer = threading.Thread(target=other_run)
+    writer.start()
+    assert started.wait(60)
+    removed = cache.evict()
+    scanned.set()
+    writer.join(60)
+    assert outcome == ["renamed"], "the scan deleted another run's write in flight"
+    assert cache.get("live").startswith("kind: ConfigMap\n")
+    assert not orphan.exists(), "an orphan temporary file older than the bound was kept"
+    assert removed >= 5 and not list(d.glob("0*.yaml"))  # the stale entries and the orphan went

@@ -37,6 +37,10 @@ SCANNED, WRITTEN = ".size-scanned", ".size-written"
 #: crashed between a write and its log line, a file put there by hand)
 WRITTEN_MAX_BYTES = 256 << 10
 SCAN_MAX_AGE_S = 24 * 3600
+#: a dot-``.tmp`` file younger than this may be another run's write in flight (``put`` writes a
+#: temporary name, then renames it): eviction leaves it alone. Far beyond a run's deadline, so an
+#: older one is an orphan of a run that crashed, and evictable like any entry.
+TMP_MIN_AGE_S = 600
 #: a scan evicts down to this share of the bound (as ccache does), so that a full cache is not
 #: scanned again on the next run
 LOW_WATER = 0.8
@@ -357,15 +361,20 @@ class RenderCache:
 
     def _scan_and_evict(self, d: str) -> tuple[int, int]:
         entries = []
+        in_flight = 0   # bytes of other runs' fresh temporary files: counted, never removed
+        fresh_after_ns = time.time_ns() - TMP_MIN_AGE_S * 1_000_000_000
         with os.scandir(d) as it:  # one stat per entry, no Path per file
             for e in it:
                 try:
                     if e.is_file(follow_symlinks=False):
                         st = e.stat(follow_symlinks=False)
-                        entries.append((st.st_mtime_ns, st.st_size, e.path))
+                        if e.name.startswith(".") and e.name.endswith(".tmp") and st.st_mtime_ns > fresh_after_ns:
+                            in_flight += st.st_size
+                        else:
+                            entries.append((st.st_mtime_ns, st.st_size, e.path))
                 except OSError:
                     continue
-        total = sum(size for _, size, _ in entries)
+        total = in_flight + sum(size for _, size, _ in entries)
         removed = 0
         target = self.max_bytes if total <= self.max_bytes else int(self.max_bytes * LOW_WATER)
         for _, size, p in sorted(entries):
