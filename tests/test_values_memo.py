@@ -14,6 +14,7 @@ this repository and on a generated repo with planted defects, whole-repo and pat
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,9 +54,9 @@ def memo_entries(cache: Path) -> list[Path]:
     return sorted(cache.glob("*.values.json"))
 
 
-def imports_jsonschema(repo: Path, cache: Path, *args: str) -> bool:
+def imports_jsonschema(repo: Path, cache: Path, *args: str, env: dict | None = None) -> bool:
     p = subprocess.run([sys.executable, "-X", "importtime", str(Path(sys.executable).parent / "gitops-validate"),
-                        "--repo", str(repo), *args], env=tool_env() | {"GITOPS_VALIDATE_CACHE": str(cache)},
+                        "--repo", str(repo), *args], env=tool_env() | {"GITOPS_VALIDATE_CACHE": str(cache)} | (env or {}),
                        capture_output=True, text=True, timeout=120)
     assert p.returncode in (0, 1), p.stderr
     return any(line.rstrip().endswith("| jsonschema") for line in p.stderr.splitlines())
@@ -107,6 +108,28 @@ def test_a_comment_needs_no_jsonschema_and_the_memo_follows_the_schema(repo_copy
     edit(repo_copy, SCHEMA, '"maximum": 1', '"maximum": "one"')
     got = new(repo_copy, VALUES, cache=cache)
     assert got == new(repo_copy, VALUES) and any("not a valid JSON schema" in f["message"] for f in got[1])
+
+
+@pytest.mark.parametrize("package", ["referencing", "jsonschema_specifications"])
+def test_another_install_of_a_package_jsonschema_decides_with_misses_the_memo(repo_copy, tmp_path, package):
+    """referencing resolves $ref and jsonschema_specifications holds the metaschemas: both decide the
+    verdicts, so the memo's stamp covers their installed files. Another copy of one, first on the
+    path (as an upgrade or another venv would be), must not be served the first one's verdicts."""
+    import importlib.util
+    cache = tmp_path / "cache"
+    assert new(repo_copy, cache=cache)[0] == 0
+    append(repo_copy, VALUES, "# a comment\n")
+    assert not imports_jsonschema(repo_copy, cache, VALUES)   # served from the memo
+    other = tmp_path / "site"
+    shutil.copytree(Path(importlib.util.find_spec(package).origin).parent, other / package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(other)}
+    assert imports_jsonschema(repo_copy, cache, VALUES, env=env), f"another {package} was served the memo"
+    # each run below after another comment, so the app's result entry misses and the memo answers
+    append(repo_copy, VALUES, "# another\n")
+    assert not imports_jsonschema(repo_copy, cache, VALUES, env=env)   # remembered under its own stamp
+    append(repo_copy, VALUES, "# and another\n")
+    assert not imports_jsonschema(repo_copy, cache, VALUES)            # the first install's entry is intact
 
 
 def test_a_changed_file_a_ref_reaches_is_noticed(tmp_path):

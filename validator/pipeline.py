@@ -485,11 +485,13 @@ class _Fresh:
 
 def _result_cache(opts: Options, cache: RenderCache, kubeconform: str, root: Path, versions: set[str]) -> resultcache.ResultCache:
     """The result cache, keyed also by what every result depends on: the config, kubeconform and
-    the schema tree of each Kubernetes version in play."""
+    the schema tree of each Kubernetes version in play, and jsonschema's installed files."""
     stamp = resultcache.file_stamp
     schemas = {v: [stamp(schemastore.kubernetes_schema_dir(root, v)), stamp(root / schemastore.CRD_DIR),
                    stamp(schemastore.kubernetes_schema_dir(root, v) / schemastore.API_VERSIONS)] for v in sorted(versions)}
-    return resultcache.ResultCache(cache, {"config": opts.config, "kubeconform": stamp(Path(kubeconform)), "schemas": schemas})
+    # the entries hold check_values' findings: jsonschema and the packages it decides with count too
+    return resultcache.ResultCache(cache, {"config": opts.config, "kubeconform": stamp(Path(kubeconform)), "schemas": schemas,
+                                           "jsonschema": schema.jsonschema_stamp()})
 
 
 def _partialrender():

@@ -564,7 +564,7 @@ class _ValuesMemo:
     def of(cls, repo: Path, req: RenderRequest, known: "ResultCache | None") -> "_ValuesMemo | None":
         if known is None or not known.renders.enabled:
             return None
-        return cls(known, known.schema_checked_key(known.renders.chart_digest(repo, req.chart), _jsonschema_stamp()))
+        return cls(known, known.schema_checked_key(known.renders.chart_digest(repo, req.chart), jsonschema_stamp()))
 
     def errors(self, chart_values: Any, layers: list[tuple[str, Document]], req: RenderRequest
                ) -> list[tuple[tuple, str, str]] | None:
@@ -594,16 +594,27 @@ class _ValuesMemo:
             self.known.put_values_errors(self.values_key, errors)
 
 
+#: the packages whose files decide a values verdict: jsonschema, referencing ($ref resolution) and
+#: jsonschema_specifications (the metaschemas, as JSON files under its ``schemas/``)
+_VERDICT_PACKAGES = ("jsonschema", "referencing", "jsonschema_specifications")
+
+
 @lru_cache(maxsize=1)
-def _jsonschema_stamp() -> list:
-    """jsonschema's installed files, by path and stamp, without importing it (a reinstall changes them)."""
+def jsonschema_stamp() -> list:
+    """The installed files of jsonschema and the packages it decides with, by path and stamp,
+    without importing them (a reinstall or another version changes them)."""
     import importlib.util
-    spec = importlib.util.find_spec("jsonschema")
-    origin = Path(spec.origin) if spec and spec.origin else None
-    if origin is None:
-        return ["missing"]
     from .resultcache import file_stamp
-    return [file_stamp(p) for p in sorted(origin.parent.glob("*.py"))]
+    out: list = []
+    for name in _VERDICT_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if not spec or not spec.origin:
+            out.append([name, "missing"])
+            continue
+        root = Path(spec.origin).parent
+        data = sorted(p for p in (root / "schemas").rglob("*") if p.is_file())
+        out.append([name, *(file_stamp(p) for p in [*sorted(root.glob("*.py")), *data])])
+    return out
 
 
 def _plain_json(value: Any) -> bool:
