@@ -10,8 +10,11 @@ the scope and one that fixes one.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -47,11 +50,61 @@ def before_code(tmp_path_factory) -> Path:
 
 
 def old(code: Path, repo: Path, *args: str) -> tuple[int, list]:
+    """The exit code and JSON findings of the validator in ``code`` (``code_at``) on ``repo``.
+
+    These comparisons are of findings, not of the old code's cold path (the new code's cold runs
+    are compared with them where a test is about that), so the old code runs with its own render
+    cache, one per extracted commit: helm and the Argo CD install's kustomize build run once per
+    input, not once per comparison. And a run on the same inputs (what git lists, every file's
+    path, mode and content, the link targets; an argument naming a file by its content) is run
+    once per worker: the same generated repo is compared in many tests. A result that names the
+    repo's or an argument's path is not shared (another test's would name its own)."""
+    key = _inputs_key(code, repo, args)
+    if key in _OLD:
+        return copy.deepcopy(_OLD[key])
+    env = tool_env() | {"PYTHONPATH": str(code), "GITOPS_VALIDATE_CACHE": str(code.parent / f"{code.name}-cache")}
     p = subprocess.run([sys.executable, "-c", "import sys; from gitops_validate.cli import main; sys.exit(main(sys.argv[1:]))",
-                        "--repo", str(repo), "--format", "json", "--no-cache", *args],
-                       env=tool_env() | {"PYTHONPATH": str(code)}, capture_output=True, text=True, timeout=300)
+                        "--repo", str(repo), "--format", "json", *args],
+                       env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode in (0, 1), p.stderr
-    return p.returncode, json.loads(p.stdout)["findings"]
+    result = p.returncode, json.loads(p.stdout)["findings"]
+    paths = [str(repo), os.path.realpath(repo), *(a for a in args if os.path.isabs(a))]
+    if not any(x in p.stdout for x in paths):
+        _OLD[key] = result
+    return copy.deepcopy(result)
+
+
+#: old()'s results by code and inputs (_inputs_key), in this worker
+_OLD: dict[str, tuple[int, list]] = {}
+
+
+def _inputs_key(code: Path, repo: Path, args: tuple[str, ...]) -> str:
+    """A digest of everything ``old`` reads: the code's commit (its folder), git's file list, and
+    every path under ``repo`` (``.git`` aside) with its mode and content or link target."""
+    h = hashlib.sha256(json.dumps([str(code), [f"file:{_file_sha(a)}" if os.path.isabs(a) and os.path.isfile(a) else a
+                                                for a in args]]).encode())
+    ls = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "-co", "--exclude-standard"],
+                        capture_output=True, timeout=60)
+    h.update(ls.stdout + b"\0\0")
+    stack = [repo]
+    while stack:
+        d = stack.pop()
+        for e in sorted(os.scandir(d), key=lambda e: e.name):
+            rel = os.path.relpath(e.path, repo).encode()
+            if e.is_symlink():
+                h.update(b"L" + rel + b"\0" + os.readlink(e.path).encode() + b"\0")
+            elif e.is_dir():
+                if rel != b".git":
+                    h.update(b"D" + rel + b"\0")
+                    stack.append(Path(e.path))
+            else:
+                h.update(b"F" + rel + b"\0" + oct(e.stat().st_mode).encode() + _file_sha(e.path).encode() + b"\0")
+    return h.hexdigest()
+
+
+def _file_sha(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 @pytest.fixture
