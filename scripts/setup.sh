@@ -38,6 +38,15 @@ if ! stamp_ok venv "$py_key" || [ ! -x "$VENV/bin/gitops-validate" ]; then
     { tail -n 30 "$log" >&2; echo "setup: pip install failed (full log: $log)" >&2; exit 1; }
   stamp venv "$py_key"
 fi
+# The package reached through a plain path in its .pth (a symlink to validator/: still editable, a
+# new module is seen at once) instead of setuptools' editable finder, which imports pathlib and
+# importlib.util at every start of the venv's Python: half of `gitops-validate --help` (docs/performance.md, change 21).
+for pth in "$VENV"/lib/python3*/site-packages/__editable__.todo_gitops_validator-*.pth; do
+  [ -f "$pth" ] || continue
+  mkdir -p "$VENV/gitops-validate-src"
+  ln -sfn "$ROOT/validator" "$VENV/gitops-validate-src/gitops_validate"
+  [ "$(cat "$pth")" = "$VENV/gitops-validate-src" ] || printf '%s\n' "$VENV/gitops-validate-src" >"$pth"
+done
 
 # 2. helm and kubeconform, pinned; helm gets the version string a release build has.
 if ! stamp_ok helm "$HELM_VERSION" || [ ! -x "$TOOLS/bin/helm" ]; then

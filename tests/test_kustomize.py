@@ -170,3 +170,48 @@ def test_a_kustomize_that_hangs_is_stopped(fx, tmp_path, monkeypatch):
     req = kustomize.KustomizeRequest(app="kapp", path="kust/overlay", namespace="web-a")
     with pytest.raises(tools.ToolFailed, match="did not finish within 1s"):
         kustomize.render(fx, req, str(fake), None)
+
+
+@pytest.mark.parametrize("damage", [None, "garbage", "truncated", "not an object"])
+def test_the_installs_kept_build_gives_the_same_objects_and_findings(repo_copy, tmp_path, damage):
+    """A warm run reads the install's objects kept as built, each with its JSON (no second
+    json.dumps for kubeconform's verdict key): the same objects, files, lines and JSON as a fresh
+    build, and the same findings (a bogus field in a patch: its line; a NodePort clash); a damaged
+    copy is built again, never trusted."""
+    from gitops_validate import pipeline, schema
+    bogus = plant(repo_copy, "argocd/patches/argocd-server-nodeport.yaml", "      nodePort: 30443\n",
+                  "      nodePort: 30443\n      bogus: 1\n") + 1
+    plant(repo_copy, "clusters/minikube/values/todo-frontend.yaml", "nodePort: 30000", "nodePort: 30080")
+    req = kustomize.KustomizeRequest(app=pipeline.INSTALL_APP, path="argocd", namespace="", cluster="minikube",
+                                     argocd_dir=TOOLS.parent / "argocd")
+    cache = tmp_path / "cache"
+    fresh = kustomize.render(repo_copy, req, str(TOOLS / "kustomize"), None)
+    first = kustomize.render(repo_copy, req, str(TOOLS / "kustomize"), cache)
+    [kept] = list(cache.glob("*.kustomize-built"))
+    if damage == "garbage":
+        kept.write_text("{not json")
+    elif damage == "truncated":
+        kept.write_text(kept.read_text()[: kept.stat().st_size // 2])
+    elif damage == "not an object":
+        lines = kept.read_text().split("\n")
+        kept.write_text("\n".join(lines[:2] + ["[1, 2]"] + lines[3:]))
+    again = kustomize.render(repo_copy, req, str(TOOLS / "kustomize"), cache)
+    assert first.cached is False and again.cached is True
+    for r in (first, again):
+        assert [(m.doc, m.file, m.line, m.app, m.cluster) for m in r.manifests] == \
+            [(m.doc, m.file, m.line, m.app, m.cluster) for m in fresh.manifests]
+        assert [m.yaml.line_of(("spec",)) if m.yaml else None for m in r.manifests] == \
+            [m.yaml.line_of(("spec",)) if m.yaml else None for m in fresh.manifests]
+    if damage:  # built again from the build's output, and kept anew
+        assert all(m.json_text is None for m in again.manifests)
+        again = kustomize.render(repo_copy, req, str(TOOLS / "kustomize"), cache)
+    assert all(m.json_text == schema.as_json(m.doc) for m in again.manifests)
+    # and through the CLI: cold, warm (the kept build), --no-cache: the same findings
+    env = tool_env() | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cli-cache")}
+    runs = [validate(repo_copy, env=env) for _ in range(2)] + [validate(repo_copy, "--no-cache", env=env)]
+    assert {r.code for r in runs} == {1}
+    assert runs[0].json["findings"] == runs[1].json["findings"] == runs[2].json["findings"]
+    [f] = errors(runs[1], "schema/invalid")
+    assert (f["file"], f["line"], f["app"]) == ("argocd/patches/argocd-server-nodeport.yaml", bogus, "argocd-install")
+    assert errors(runs[1], "refs/nodeport")
+    assert list((tmp_path / "cli-cache").glob("*.kustomize-built"))

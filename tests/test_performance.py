@@ -31,8 +31,25 @@ def test_help_and_version_load_no_heavy_module(flag: str):
     # nor anything of ours but the CLI, nor the standard library's heavier modules: argparse is the start-up
     ours = sorted(m for m in modules if m.startswith("gitops_validate.") and m != "gitops_validate.cli")
     assert ours == [], f"{flag} imports {ours}"
-    stdlib = sorted(modules & {"dataclasses", "inspect", "subprocess", "json", "hashlib", "difflib", "tempfile", "threading"})
+    stdlib = sorted(modules & {"dataclasses", "inspect", "subprocess", "json", "hashlib", "difflib", "tempfile", "threading",
+                               "pathlib", "importlib.util"})
     assert stdlib == [], f"{flag} imports {stdlib}"
+
+
+def test_the_venv_runs_this_checkout_without_setuptools_editable_finder():
+    """`make setup` leaves the package reachable by a plain path in its .pth (a symlink to
+    validator/), so the console script and the pre-commit hook run this checkout's code, a new
+    module included, and no interpreter start imports the editable finder (with pathlib and
+    importlib.util: a third of `--help`)."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                        "import os, sys, gitops_validate.cli as c; print(os.path.realpath(c.__file__)); "
+                        "print(*sorted(type(f).__module__ for f in sys.meta_path))"],
+                       capture_output=True, text=True, timeout=60, check=True)
+    where, finders = p.stdout.splitlines()
+    assert where == str(ROOT / "validator" / "cli.py")
+    assert "editable" not in finders + p.stderr, (finders, [line for line in p.stderr.splitlines() if "editable" in line])
+    hook = (ROOT / ".pre-commit-config.yaml").read_text()
+    assert "entry: scripts/gitops-validate\n" in hook   # which execs .venv/bin/gitops-validate: one interpreter
 
 
 def test_list_rules_loads_the_rules_but_not_yaml_nor_jsonschema():
@@ -58,6 +75,8 @@ def test_a_warm_run_imports_no_jsonschema_and_a_bad_config_is_still_refused(repo
     assert warm.returncode == 0, warm.stderr[-2000:]
     assert "gitops_validate.pipeline" in warm_modules
     assert not {m for m in warm_modules if m.split(".")[0] in ("jsonschema", "referencing")}, warm_modules
+    # nor what only a render (a thread pool, and the logging it imports) or a schema build needs
+    assert not warm_modules & {"concurrent.futures", "logging", "zipfile", "difflib"}, warm_modules
     config = repo_copy / ".gitops-validator.yaml"
     config.write_text(config.read_text() + "limits:\n  deadlineSeconds: soon\n")
     bad, _ = run()

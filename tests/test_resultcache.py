@@ -175,7 +175,7 @@ def test_a_changed_validator_source_invalidates_every_entry(repo, tmp_path, monk
     cold = run()
     cold_sent = sum(sent)
     assert run() == cold and sum(sent) < cold_sent / 4   # warm: kubeconform sees only what no entry holds
-    monkeypatch.setattr(resultcache, "code_digest", lambda: "another validator")
+    monkeypatch.setattr(resultcache, "code_digest", lambda *memo: "another validator")
     assert run() == cold and sum(sent) == cold_sent      # every entry missed
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 # Only argparse here: `--help` and `--version` must start fast (tests/test_performance.py). Everything
-# else (the pipeline, yaml, jsonschema, the rules, even dataclasses and subprocess) is imported
-# after the arguments parsed.
+# else (the pipeline, yaml, jsonschema, the rules, even dataclasses, subprocess and pathlib) is
+# imported after the arguments parsed.
 from . import CONFIG_NAME, __version__
 
 #: report.FORMATS' names, spelled out so that `--help` need not import the report (a test checks they agree).
@@ -31,17 +30,17 @@ def _parser() -> argparse.ArgumentParser:
                     "and apply policy rules. With no PATH, validate the whole repository; with PATHs "
                     "(as pre-commit passes them), only the apps those files affect.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="changed files, or manifests with --manifests ('-' for stdin)")
-    p.add_argument("--repo", type=Path, help="repository root (default: the git top level of the working directory)")
+    p.add_argument("--repo", type=_path, help="repository root (default: the git top level of the working directory)")
     p.add_argument("--manifests", action="store_true", help="PATHs are rendered Kubernetes manifests: no Helm, no Argo CD")
     p.add_argument("--format", choices=FORMATS, default="text")
-    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE (the summary line still goes to stderr)")
+    p.add_argument("--output", "-o", type=_path, metavar="FILE", help="write the report to FILE (the summary line still goes to stderr)")
     p.add_argument("--rules-url", metavar="URL", help="SARIF helpUri base: where docs/rules.md is published "
                    "(default: the package's Documentation URL)")
-    p.add_argument("--config", type=Path, help=f"config file (default: {CONFIG_NAME} at the repo root)")
+    p.add_argument("--config", type=_path, help=f"config file (default: {CONFIG_NAME} at the repo root)")
     p.add_argument("--kubernetes-version", metavar="X.Y", help="override the cluster's Kubernetes version")
-    p.add_argument("--schema-dir", type=Path, help="offline schemas (default: .tools/schemas at the repo root)")
-    p.add_argument("--baseline", type=Path, metavar="FILE", help="do not report the findings recorded in FILE (block only new ones)")
-    p.add_argument("--write-baseline", type=Path, metavar="FILE", help="record the current findings in FILE and exit 0")
+    p.add_argument("--schema-dir", type=_path, help="offline schemas (default: .tools/schemas at the repo root)")
+    p.add_argument("--baseline", type=_path, metavar="FILE", help="do not report the findings recorded in FILE (block only new ones)")
+    p.add_argument("--write-baseline", type=_path, metavar="FILE", help="record the current findings in FILE and exit 0")
     p.add_argument("--no-cache", action="store_true", help="render every app, ignoring the render cache "
                    "(default location: $GITOPS_VALIDATE_CACHE, else $XDG_CACHE_HOME/gitops-validate/<repo hash>)")
     p.add_argument("--deadline", type=_seconds, metavar="SECONDS",
@@ -57,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _path(text: str) -> Path:
+    from pathlib import Path  # only once an argument names a path: `--help` imports no pathlib
+    return Path(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -68,12 +72,14 @@ def _seconds(text: str) -> float:
 
 
 def _git_toplevel(start: Path) -> Path | None:
+    from pathlib import Path
     from .discover import git
     out = git(start, "rev-parse", "--show-toplevel")
     return Path(os.fsdecode(out.strip())) if out and out.strip() else None
 
 
 def _relative(paths: list[str], repo: Path) -> list[str]:
+    from pathlib import Path
     out = []
     for p in paths:
         ap = Path(p).absolute()
@@ -119,6 +125,7 @@ def _main(argv: list[str], args: argparse.Namespace | None) -> int:
             print(f"{rule.id:<38} {rule.severity.value:<8} {rule.summary}")
         return EXIT_OK
     import dataclasses
+    from pathlib import Path
     from . import config as config_mod, confine, pipeline, rendercache, report, suppress
     from .findings import Severity
     from .rules.capacity import format_table

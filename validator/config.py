@@ -6,7 +6,6 @@ validator cannot run (exit 2), because every later result would depend on it.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -178,6 +177,7 @@ def load(path: Path | None, known_rules: set[str], memo: Path | None = None) -> 
     for key, value in sorted((data.get("rules") or {}).items(), key=lambda kv: (not _is_glob(kv[0]), kv[0])):
         ids = sorted(fnmatch.filter(known_rules, key)) if _is_glob(key) else [key]
         if not ids or not set(ids) <= known_rules:
+            import difflib  # only for an unknown rule id
             hint = difflib.get_close_matches(key, known_rules, 1)
             raise ConfigError(f"{path}: unknown rule {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         setting = value if isinstance(value, dict) else {"severity": value}

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -164,6 +163,7 @@ def render_checked(repo: Path, req: render.RenderRequest, helm: str, cache: Rend
             return first
         text2, err2 = render.run_helm(repo, req, helm, timeout)  # a cache entry nobody checked yet
     else:
+        from concurrent.futures import ThreadPoolExecutor  # only with a render to do: not on a warm run's imports
         with ThreadPoolExecutor(max_workers=1) as second_pool:
             second = second_pool.submit(render.run_helm, repo, req, helm, timeout)
             first = render.render(repo, req, helm, cache, timeout)

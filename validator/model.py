@@ -77,6 +77,8 @@ class Manifest:
     #: for an object rendered by helm: the value files it was rendered from (where a finding
     #: without a line of its own may find the setting that caused it)
     hints: tuple[str, ...] = ()
+    #: the object as ``schema.as_json`` writes it, when a cache kept it (kustomize.py); else None
+    json_text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def kind(self) -> str:

@@ -11,7 +11,6 @@ import posixpath
 import sys
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -191,6 +190,7 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: fl
     # kubeconform (a Go process, the other core) runs while this one evaluates the policy rules;
     # its input is made first, so that it starts at once
     prepared = schema.prepare_objects(manifests)
+    from concurrent.futures import ThreadPoolExecutor  # here, not at import: a warm repo run needs no pool
     with ThreadPoolExecutor(max_workers=1) as pool:
         schema_findings = pool.submit(prepared.check, kubeconform, root, version)
         ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
@@ -303,7 +303,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             # the install's AppProjects etc. are also repo files, read (and checked) once
             a.manifests = [m for m in a.manifests if not (m.kind in discover.ARGO_KINDS and m.file in argo_files)]
             build_options[name] = _kustomize_build_options(a.manifests)
-    with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
+    with _Pool(opts.jobs) as pool:
         while pending:
             tools.check_deadline()
             jobs: list[tuple[_App, render.RenderRequest, render.RenderRequest]] = []  # app, to render, as written
@@ -363,10 +363,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                     else:
                         unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
             do_render = partial(determinism.render_checked, repo, helm=tool("helm") if jobs else "", cache=cache, timeout=config.limits.render_timeout)
-            results = list(pool.map(do_render, [req for _, req, _ in jobs]))
+            results = pool.map(do_render, [req for _, req, _ in jobs])
             do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize") if kjobs else "",
                                    cache_dir=cache.directory if cache else None)
-            kresults = list(pool.map(do_kustomize, [req for _, req in kjobs]))
+            kresults = pool.map(do_kustomize, [req for _, req in kjobs])
             pending = []
             for (a, kreq), kr in zip(kjobs, kresults, strict=True):
                 a.findings += kr.findings
@@ -462,6 +462,29 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         cache.evict()
     return _finish(findings, opts, n_apps, len(checked), start, helm_runs=helm_runs, cache_hits=cache_hits,
                    budgets=sorted(budgets, key=lambda b: b.cluster))
+
+
+class _Pool:
+    """A thread pool for the renders, started on the first map that has work: a run whose renders
+    all come from the caches imports no concurrent.futures (nor the logging it imports)."""
+
+    def __init__(self, workers: int):
+        self.workers, self._pool = workers, None
+
+    def map(self, fn, items: list) -> list:
+        if not items:
+            return []
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(max_workers=self.workers)
+        return list(self._pool.map(fn, items))
+
+    def __enter__(self) -> "_Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
 
 def _stored_references(m: Manifest) -> list | None:

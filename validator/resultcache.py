@@ -47,27 +47,47 @@ SUFFIX = ".result.json"
 VERDICT_SUFFIX = ".kubeconform.json"
 VALUES_SUFFIX = ".values.json"
 SCHEMA_OK_SUFFIX = ".values-schema.ok"
+CODE_SUFFIX = ".code-digest"
 FORMAT = 1
 _TEXT = {str}
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """``source_digest`` of this validator package, once per process."""
-    return source_digest(Path(__file__).resolve().parent)
+@functools.lru_cache(maxsize=4)
+def code_digest(memo: RenderCache | None = None) -> str:
+    """``source_digest`` of this validator package, once per process. With ``memo`` (the cache),
+    remembered there by its files' stamps (name, size, mtime, ctime, inode: an edited or replaced
+    file changes them), so that a run reads the package's 700 KB only after one of them changed."""
+    root = Path(__file__).resolve().parent
+    if memo is None or not memo.enabled:
+        return source_digest(root)
+    stamps = []
+    for p in _package_files(root):
+        st = os.stat(p)
+        stamps.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+    key = hashlib.sha256(json.dumps(["code", str(root), stamps]).encode()).hexdigest()
+    path = os.path.join(memo.directory, key + CODE_SUFFIX)
+    known = memo.get_file(path)
+    if known is not None and len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+        return known
+    digest = source_digest(root)
+    memo.put_file(path, digest)
+    return digest
+
+
+def _package_files(root: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        out += [Path(dirpath) / name for name in sorted(filenames) if not name.endswith((".pyc", ".pyo"))]
+    return out
 
 
 def source_digest(root: Path) -> str:
     """SHA-256 over the files of a package folder (source and data, not bytecode)."""
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for name in sorted(filenames):
-            if name.endswith((".pyc", ".pyo")):
-                continue
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(root)).encode() + b"\0")
-            h.update(p.read_bytes() + b"\0")
+    for p in _package_files(root):
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -209,7 +229,7 @@ class ResultCache:
 
     def __init__(self, renders: RenderCache, context: Any):
         self.renders = renders
-        self._base = hashlib.sha256(json.dumps(["results", FORMAT, code_digest(), canonical(context)],
+        self._base = hashlib.sha256(json.dumps(["results", FORMAT, code_digest(renders), canonical(context)],
                                                sort_keys=True).encode()).hexdigest()
 
     def key(self, render_key: str, cluster_context: Any) -> str:
@@ -240,7 +260,11 @@ class ResultCache:
     def verdict_key(self, text: str, kube_version: str, crds: str) -> str:
         """By the object's text as kubeconform reads it, the Kubernetes version and the digest of
         the run's CRDs when one defines its kind (the context holds kubeconform and the schemas)."""
-        return hashlib.sha256(json.dumps([self._base, "kubeconform", kube_version, crds, text]).encode()).hexdigest()
+        # the text hashed as it is, after the rest as JSON: JSON-quoting a large object's text (a
+        # CRD's, 200 KB) cost more than the hash
+        h = hashlib.sha256(json.dumps([self._base, "kubeconform", kube_version, crds]).encode() + b"\0")
+        h.update(text.encode())
+        return h.hexdigest()
 
     def get_verdict(self, key: str) -> dict | None:
         text = self.renders.get_file(self.renders.directory / f"{key}{VERDICT_SUFFIX}")

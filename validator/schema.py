@@ -137,7 +137,7 @@ def prepare_objects(manifests: list[Manifest]) -> Prepared:
             out.findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
                                         f"not a Kubernetes object: no {', '.join(missing)}", m.file, m.line, None, m.app))
             continue
-        text = as_json(m.doc)
+        text = m.json_text if m.json_text is not None else as_json(m.doc)
         out.findings += api_server_limits(m, finite=text is not None)
         if text is not None:  # not JSON otherwise: kubeconform cannot read it
             out.checkable.append(m)

@@ -23,7 +23,6 @@ import re
 import shutil
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -125,6 +124,7 @@ def _strict_schema_files(wheel: Path | None, minor: str) -> dict[str, Callable[[
             raise SystemExit("the kubernetes-validate package is not installed (pip install gitops-validate "
                              "installs it), or pass --schema-dir") from None
         return {p.name: p.read_bytes for p in base.iterdir()} if base.is_dir() else {}
+    import zipfile  # only when the schemas are built: not on a run's imports
     zf = zipfile.ZipFile(wheel)
     prefix = "kubernetes_validate/" + sub
     return {n[len(prefix):]: (lambda n=n: zf.read(n)) for n in zf.namelist() if n.startswith(prefix)}

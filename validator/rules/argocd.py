@@ -3,7 +3,6 @@ say what Argo CD understands (sync waves, hooks, sync options spelt as Argo CD v
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Iterable
 
@@ -105,6 +104,7 @@ def _csv(value: object) -> list[str]:
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     folded = {c.lower(): c for c in choices}
+    import difflib  # only for a misspelt field: not on a run's imports
     hit = folded.get(word.lower()) or next(iter(difflib.get_close_matches(word, choices, 1, 0.6)), None)
     return f" (did you mean {hit!r}?)" if hit else ""
 

@@ -3,7 +3,6 @@ rendered (without data) or declared as created outside git in the cluster facts.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -225,6 +224,7 @@ def check_missing_secret(m: Manifest, ctx: Context) -> Iterable[Problem]:
         known = {s.name for s in ctx.in_namespace("Secret", ns)}
         if ctx.facts:
             known |= {n for (sns, n) in ctx.facts.external_secrets if sns == ns}
+        import difflib  # only for a missing reference: not on a run's imports
         close = difflib.get_close_matches(ref.name, sorted(known), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         yield Problem(f"{ref.what} references Secret {qualified(ns, ref.name)}, which is neither rendered "
@@ -256,6 +256,7 @@ def _renamed_declaration(ctx: Context, namespace: str | None, name: str, key: st
     if ctx.facts is None or ctx.facts.directory is None or ctx.find("Secret", namespace, name) is not None:
         return ()
     lines = ctx.facts.external_secret_lines.get((str(namespace), name), {})
+    import difflib
     close = difflib.get_close_matches(key, sorted(unread), n=1)
     if not close or lines.get(close[0]) is None:
         return ()
