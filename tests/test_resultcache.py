@@ -179,6 +179,28 @@ def test_a_changed_validator_source_invalidates_every_entry(repo, tmp_path, monk
     assert run() == cold and sum(sent) == cold_sent      # every entry missed
 
 
+def test_the_remembered_source_digest_follows_edits_and_waits_out_the_racy_window(tmp_path, monkeypatch):
+    """``code_digest``'s memo (by the files' stamps) is written only once every file is 2 s old,
+    and any edit afterwards (same size, mtime put back) is hashed again."""
+    from gitops_validate.rendercache import RACY_NS, RenderCache
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(resultcache.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    memo = RenderCache(tmp_path / "cache")
+    remembered = lambda: sorted(p.name for p in (tmp_path / "cache").glob("*" + resultcache.CODE_SUFFIX))
+    assert resultcache.stamped_digest(pkg, memo) == resultcache.source_digest(pkg)
+    assert remembered() == []                                 # files just written: racy, not kept
+    real_now = resultcache.time.time_ns
+    monkeypatch.setattr(resultcache.time, "time_ns", lambda: real_now() + 2 * RACY_NS)
+    digest = resultcache.stamped_digest(pkg, memo)
+    assert digest == resultcache.source_digest(pkg) and len(remembered()) == 1
+    rule = pkg / "rules" / "images.py"
+    st = rule.stat()
+    text = rule.read_text()
+    rule.write_text(text.replace("image", "imagE", 1))        # same size
+    os.utime(rule, ns=(st.st_atime_ns, st.st_mtime_ns))       # mtime put back; ctime moves
+    assert resultcache.stamped_digest(pkg, memo) == resultcache.source_digest(pkg) != digest
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong shape", "foreign class"])
 def test_a_damaged_entry_is_recomputed_not_trusted(repo, tmp_path, damage):
     env = cache_env(tmp_path)

@@ -36,12 +36,13 @@ import functools
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from . import findings as findings_module
 from .findings import Finding
-from .rendercache import RenderCache
+from .rendercache import RACY_NS, RenderCache
 
 SUFFIX = ".result.json"
 VERDICT_SUFFIX = ".kubeconform.json"
@@ -56,21 +57,30 @@ _TEXT = {str}
 def code_digest(memo: RenderCache | None = None) -> str:
     """``source_digest`` of this validator package, once per process. With ``memo`` (the cache),
     remembered there by its files' stamps (name, size, mtime, ctime, inode: an edited or replaced
-    file changes them), so that a run reads the package's 700 KB only after one of them changed."""
-    root = Path(__file__).resolve().parent
+    file changes them), so that a run reads the package's 700 KB only after one of them changed.
+    Under git's racy-clean rule, as ``RenderCache.digest``: not remembered while a file is too
+    young for its stamp to tell a second edit in the same tick."""
+    return stamped_digest(Path(__file__).resolve().parent, memo)
+
+
+def stamped_digest(root: Path, memo: RenderCache | None) -> str:
+    """``source_digest(root)``, remembered in ``memo`` by the files' stamps (``code_digest``)."""
     if memo is None or not memo.enabled:
         return source_digest(root)
-    stamps = []
+    now = time.time_ns()
+    stamps, racy = [], False
     for p in _package_files(root):
         st = os.stat(p)
         stamps.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+        racy = racy or max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS >= now
     key = hashlib.sha256(json.dumps(["code", str(root), stamps]).encode()).hexdigest()
     path = os.path.join(memo.directory, key + CODE_SUFFIX)
     known = memo.get_file(path)
     if known is not None and len(known) == 64 and all(c in "0123456789abcdef" for c in known):
         return known
     digest = source_digest(root)
-    memo.put_file(path, digest)
+    if not racy:
+        memo.put_file(path, digest)
     return digest
 
 
