@@ -181,14 +181,14 @@ class Streamed(Prepared):
     def _run(self, cmd: list[str]) -> None:
         try:
             self._proc = tools.run("kubeconform", cmd, KUBECONFORM_TIMEOUT)
-        except BaseException as e:  # noqa: BLE001 - handed to finish(), which raises it in the main thread
+        except BaseException as e:  # noqa: BLE001 - check() raises it in the caller's thread
             self._proc = e
         finally:
             self._done.set()
 
     def _write(self) -> None:
         """Objects from the queue into the FIFO, until None. A kubeconform that never opened it or
-        went away leaves the rest unwritten: its missing results are exit 2 in finish()."""
+        went away leaves the rest unwritten: its missing results are exit 2 in check()."""
         fd = None
         try:
             while fd is None:
