@@ -25,7 +25,7 @@ from .rules import POLICY_RULES, Context, refs
 from .rules.capacity import Budget, budget
 from .rules.secrets import secret_keys
 from .tools import CannotRun
-from .yamlio import YamlProblem, decode, load_all, many_documents, split_stream
+from .yamlio import YamlProblem, decode, load_all, split_stream
 
 #: Changing one of these can change every result.
 GLOBAL_FILES = (".gitops-validator.yaml",)
@@ -161,18 +161,22 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: fl
     findings: list[Finding] = []
     manifests: list[Manifest] = []
     sources = opts.paths or ["-"]
-    for src in sources:
-        name = "<stdin>" if src == "-" else src
-        try:
-            raw = _read_stdin(opts) if src == "-" else Path(src).read_bytes()
-        except OSError as e:
-            raise CannotRun(f"cannot read {name}: {e.strerror}") from None
-        try:
-            text = decode(raw)
-        except YamlProblem as e:
-            findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
-            continue
-        with many_documents():
+    # kubeconform (a Go process, the other core) starts now and gets each object as it is read; it
+    # checks while this process reads and then evaluates the policy rules
+    prepared = schema.Streamed(kubeconform, root, version)
+    try:
+        for src in sources:
+            name = "<stdin>" if src == "-" else src
+            try:
+                raw = _read_stdin(opts) if src == "-" else Path(src).read_bytes()
+            except OSError as e:
+                raise CannotRun(f"cannot read {name}: {e.strerror}") from None
+            try:
+                text = decode(raw)
+            except YamlProblem as e:
+                findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
+                continue
+            # (pipeline.run has the cyclic collector off: the node graphs are read without its passes)
             for chunk in split_stream(text):
                 try:
                     for d in load_all(chunk.text, first_line=chunk.first_line):
@@ -183,19 +187,21 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: fl
                                                     "not a Kubernetes object: the document is not a mapping", name, d.line))
                             continue
                         manifests.append(Manifest(d.data, name, d.line, yaml=d))
+                        prepared.add(manifests[-1])
                 except YamlProblem as e:
                     findings.append(Finding(e.rule, Severity.ERROR, e.message, name, e.line))
-    clusters, _ = discover.load_clusters(opts.repo, opts.config)
-    facts = next(iter(clusters.values())) if len(clusters) == 1 else None  # which one is ambiguous otherwise
-    # kubeconform (a Go process, the other core) runs while this one evaluates the policy rules;
-    # its input is made first, so that it starts at once
-    prepared = schema.prepare_objects(manifests)
-    from concurrent.futures import ThreadPoolExecutor  # here, not at import: a warm repo run needs no pool
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        schema_findings = pool.submit(prepared.check, kubeconform, root, version)
-        ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
-        policy_findings = policy.evaluate(manifests, ctx, opts.config.severities)
-        findings += schema_findings.result()
+        prepared.close()
+        clusters, _ = discover.load_clusters(opts.repo, opts.config)
+        facts = next(iter(clusters.values())) if len(clusters) == 1 else None  # which one is ambiguous otherwise
+        from concurrent.futures import ThreadPoolExecutor  # here, not at import: a warm repo run needs no pool
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            schema_findings = pool.submit(prepared.check, kubeconform, root, version)
+            ctx = Context(tuple(manifests), facts, opts.config.allowed_registries)
+            policy_findings = policy.evaluate(manifests, ctx, opts.config.severities)
+            findings += schema_findings.result()
+    except BaseException:
+        prepared.abandon()   # kubeconform ends on the stream's end (or was stopped); no thread or file left
+        raise
     findings += policy_findings
     return _finish(findings, opts, 0, len(manifests), start)
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import json
 import math
+import os
+import queue
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -124,6 +128,18 @@ class Prepared:
     checkable: list[Manifest] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)   # each checkable object as JSON
 
+    def add(self, m: Manifest) -> None:
+        if not m.api_version or not m.kind or not m.name:
+            missing = [k for k, v in (("apiVersion", m.api_version), ("kind", m.kind), ("metadata.name", m.name)) if not v]
+            self.findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
+                                         f"not a Kubernetes object: no {', '.join(missing)}", m.file, m.line, None, m.app))
+            return
+        text = m.json_text if m.json_text is not None else as_json(m.doc)
+        self.findings += api_server_limits(m, finite=text is not None)
+        if text is not None:  # not JSON otherwise: kubeconform cannot read it
+            self.checkable.append(m)
+            self.texts.append(text)
+
     def check(self, kubeconform: str, schema_root: Path, kube_version: str,
               known: "ResultCache | None" = None) -> list[Finding]:
         return self.findings + _kubeconform(self.checkable, self.texts, kubeconform, schema_root, kube_version, known)
@@ -132,25 +148,139 @@ class Prepared:
 def prepare_objects(manifests: list[Manifest]) -> Prepared:
     out = Prepared()
     for m in manifests:
-        if not m.api_version or not m.kind or not m.name:
-            missing = [k for k, v in (("apiVersion", m.api_version), ("kind", m.kind), ("metadata.name", m.name)) if not v]
-            out.findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
-                                        f"not a Kubernetes object: no {', '.join(missing)}", m.file, m.line, None, m.app))
-            continue
-        text = m.json_text if m.json_text is not None else as_json(m.doc)
-        out.findings += api_server_limits(m, finite=text is not None)
-        if text is not None:  # not JSON otherwise: kubeconform cannot read it
-            out.checkable.append(m)
-            out.texts.append(text)
+        out.add(m)
     return out
+
+
+class Streamed(Prepared):
+    """``Prepared``, with kubeconform started at once on a FIFO that gets each object as it is
+    added (``--manifests``: kubeconform compiles its schemas and checks while this process still
+    reads YAML). Only objects that the stream's report can tell apart go in: the first of each
+    (kind, apiVersion, name) of text, not a List; the others, and every object whose kind a CRD of
+    the run defines (known only at the end), go through ``_kubeconform`` afterwards as before. The
+    verdict of an object depends on its JSON text and the schemas alone, so both ways agree.
+    Every object sent must get exactly one result (``_kubeconform_results``), else exit 2."""
+
+    def __init__(self, kubeconform: str, schema_root: Path, kube_version: str):
+        super().__init__()
+        self._tmp = tempfile.TemporaryDirectory(prefix="gitops-validate-")
+        self._fifo = str(Path(self._tmp.name) / "0.json")   # kubeconform reads only .json/.yaml names
+        os.mkfifo(self._fifo, 0o600)
+        self._keys: dict[tuple, int] = {}      # stream key -> index in checkable
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._done = threading.Event()          # kubeconform has exited (or could not start)
+        self._proc: tools.Completed | BaseException | None = None
+        cmd = [kubeconform, "-strict", "-verbose", "-output", "json", "-kubernetes-version", kube_version.lstrip("v")]
+        for loc in schemastore.schema_locations(schema_root, kube_version, None):
+            cmd += ["-schema-location", loc]
+        self._runner = threading.Thread(target=self._run, args=(cmd + [self._fifo],), daemon=True)
+        self._writer = threading.Thread(target=self._write, daemon=True)
+        self._runner.start()
+        self._writer.start()
+
+    def _run(self, cmd: list[str]) -> None:
+        try:
+            self._proc = tools.run("kubeconform", cmd, KUBECONFORM_TIMEOUT)
+        except BaseException as e:  # noqa: BLE001 - check() raises it in the caller's thread
+            self._proc = e
+        finally:
+            self._done.set()
+
+    def _write(self) -> None:
+        """Objects from the queue into the FIFO, until None. A kubeconform that never opened it or
+        went away leaves the rest unwritten: its missing results are exit 2 in check()."""
+        fd = None
+        try:
+            while fd is None:
+                try:  # non-blocking: an open for writing would wait for ever on a reader that never comes
+                    fd = os.open(self._fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as e:
+                    if e.errno != errno.ENXIO or self._done.wait(0.002):
+                        return
+            os.set_blocking(fd, True)
+            first = True
+            while True:
+                texts = [self._queue.get()]
+                while texts[-1] is not None and not self._queue.empty():
+                    texts.append(self._queue.get())
+                end = texts[-1] is None
+                data = "\n---\n".join(t for t in texts if t is not None)
+                if data:
+                    data = (data if first else "\n---\n" + data).encode()
+                    first = False
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                if end:
+                    return
+        except OSError:   # EPIPE: kubeconform is gone
+            return
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def add(self, m: Manifest) -> None:
+        before = len(self.checkable)
+        super().add(m)
+        if len(self.checkable) == before:
+            return
+        name, kind, version = m.metadata.get("name"), m.doc.get("kind"), m.doc.get("apiVersion")
+        if all(isinstance(v, str) for v in (name, kind, version)) and not kind.endswith("List"):
+            key = (self._fifo, kind, version, name)
+            if key not in self._keys:
+                self._keys[key] = before
+                self._queue.put(self.texts[before])
+
+    def close(self) -> None:
+        """End the stream; kubeconform then finishes its report."""
+        self._queue.put(None)
+
+    def abandon(self) -> None:
+        """The run ends without the report (an error while reading): let kubeconform end, clean up."""
+        self.close()
+        self._writer.join()
+        self._runner.join()
+        self._tmp.cleanup()
+
+    def check(self, kubeconform: str, schema_root: Path, kube_version: str,
+              known: "ResultCache | None" = None) -> list[Finding]:
+        self.close()
+        self._writer.join()
+        self._runner.join()
+        self._tmp.cleanup()
+        if isinstance(self._proc, BaseException):
+            raise self._proc
+        assert self._proc is not None
+        results: list[dict | None] = [None] * len(self.checkable)
+        if self._keys:
+            keys = list(self._keys)
+            for key, r in zip(keys, _kubeconform_results(self._proc, keys), strict=True):
+                results[self._keys[key]] = r
+        elif self._proc.returncode != 0:   # an empty stream is one empty file: status 0 and no finding
+            raise tools.ToolFailed("kubeconform", tools.describe_exit(self._proc.returncode), self._proc.stderr)
+        crds = [m.doc for m in self.checkable if m.kind == "CustomResourceDefinition"]
+        crd_kinds = {str(dig(d, "spec", "names", "kind")).lower() for d in crds}
+        # the stream ran without the run's CRD schemas: objects of those kinds are checked again with them
+        todo = [i for i, (m, r) in enumerate(zip(self.checkable, results)) if r is None or m.kind.lower() in crd_kinds]
+        if todo:
+            batch = [self.checkable[i] for i in todo]
+            needed = crds if any(m.kind.lower() in crd_kinds for m in batch) else []
+            rerun = _run_kubeconform(batch, [self.texts[i] for i in todo], needed, kubeconform, schema_root, kube_version)
+            for i, r in zip(todo, rerun, strict=True):
+                results[i] = r
+        return self.findings + _findings(self.checkable, results, kube_version)
 
 
 def _kubeconform(checkable: list[Manifest], texts: list[str], kubeconform: str, schema_root: Path,
                  kube_version: str, known: "ResultCache | None") -> list[Finding]:
-    findings: list[Finding] = []
     if not checkable:
-        return findings
-    results = _verdicts(checkable, texts, kubeconform, schema_root, kube_version, known)
+        return []
+    return _findings(checkable, _verdicts(checkable, texts, kubeconform, schema_root, kube_version, known), kube_version)
+
+
+def _findings(checkable: list[Manifest], results: list[dict], kube_version: str) -> list[Finding]:
+    """kubeconform's results (one per object of ``checkable``, in order) as findings."""
+    findings: list[Finding] = []
     minor = schemastore.kubernetes_minor(kube_version)
     for i, r in enumerate(results):
         m = checkable[i]

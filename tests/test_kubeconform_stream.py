@@ -1,0 +1,158 @@
+"""`--manifests` streams each object to kubeconform as it is read (schema.Streamed, docs/performance.md
+change 22): the same findings as the code before it (64f603a, one kubeconform run after reading)
+on hostile inputs — many objects of one kind, apiVersion and name, Lists, empty documents, names
+that are not text, a CRD of the run and its objects, objects kubeconform cannot read — each object
+accounted for exactly once, and a kubeconform that loses, doubles or invents results, or never
+reads its stream, is exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import synth
+from conftest import run_cli, tool_env
+from test_failclosed import KUBECONFORM_FAULTS, assert_cannot_run, fake_bin
+from test_policy_index import _baseline_code, _run_baseline, _same_findings, every_family_stream
+
+#: The last commit before the stream: kubeconform started after all YAML was read.
+BEFORE_STREAM = "64f603a"
+
+_CRD = """apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties: {size: {type: integer}}
+              additionalProperties: false
+"""
+
+
+def hostile_stream() -> str:
+    """Objects that the stream must leave to the run after it, or tell apart, among plain ones."""
+    same = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: twin, namespace: ns{i}}}\n"
+            "data: {{k: v}}\n{extra}")
+    docs = [
+        same.format(i=0, extra=""),
+        same.format(i=1, extra="unknownField: 1\n"),    # same key, invalid: its verdict must not be its twin's
+        same.format(i=2, extra=""),
+        "",                                              # an empty document
+        "# only a comment\n",
+        "apiVersion: v1\nkind: ConfigMapList\nitems:\n"
+        "  - {apiVersion: v1, kind: ConfigMap, metadata: {name: in-list}, data: {a: b}}\n"
+        "metadata: {name: a-list}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 7, namespace: ns0}\ndata: {a: b}\n",       # a number
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: true, namespace: ns0}\ndata: {a: b}\n",    # a boolean
+        "apiVersion: 1\nkind: ConfigMap\nmetadata: {name: numeric-version}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: nan, namespace: ns0}\nspec: {ports: [{port: .nan}]}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: ns0}\ndata: {a: b}\n",               # no name
+        _CRD,
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: ns0}\nspec: {size: 3}\n",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2, namespace: ns0}\nspec: {size: big}\n",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: ns1}\nspec: {colour: red}\n",
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: ns0}\n",           # no schema
+        "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old, namespace: ns0}\n",  # removed API
+    ]
+    return "---\n".join(docs) + "---\n" + every_family_stream()
+
+
+@pytest.fixture(scope="module")
+def mdir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("stream")
+    (d / "clusters/synthetic").mkdir(parents=True)
+    (d / "clusters/synthetic/cluster.yaml").write_text(synth.cluster_facts(150))
+    (d / "hostile.yaml").write_text(hostile_stream())
+    (d / "plain.yaml").write_text(synth.manifest_stream(40))
+    (d / "crd-only.yaml").write_text(_CRD + "---\napiVersion: example.com/v1\nkind: Widget\n"
+                                     "metadata: {name: w}\nspec: {size: x}\n")
+    (d / "none.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: x}\n---\n- a list\n")
+    subprocess.run(["git", "init", "-q"], cwd=d, check=True)
+    return d
+
+
+@pytest.mark.parametrize("files", [["hostile.yaml"], ["plain.yaml", "hostile.yaml", "plain.yaml"],
+                                   ["crd-only.yaml"], ["none.yaml"], ["-"]])
+def test_findings_identical_to_the_code_before_the_stream(tmp_path: Path, mdir: Path, files: list[str]):
+    """Every field of every finding, in order, and the exit code, as 64f603a gives them."""
+    code = _baseline_code(tmp_path / "baseline", BEFORE_STREAM)
+    stdin = (mdir / "hostile.yaml").read_text() if files == ["-"] else None
+    args = ("--manifests", *files, "--format", "json")
+    new = run_cli(*args, cwd=mdir, stdin=stdin)
+    if stdin is None:
+        code_before, before, _ = _run_baseline(code, mdir, *args)
+    else:
+        p = subprocess.run([sys.executable, "-c", "import sys; from validator.cli import main; sys.exit(main(sys.argv[1:]))",
+                            *args], cwd=mdir, env=tool_env() | {"PYTHONPATH": str(code)}, input=stdin,
+                           capture_output=True, text=True, timeout=600)
+        code_before, before = p.returncode, json.loads(p.stdout)
+    assert new.code == code_before, new.err
+    _same_findings(new.json["findings"], before["findings"])
+    assert new.json["summary"]["objects"] == before["summary"]["objects"]
+    rules = {f["rule"] for f in new.json["findings"]}
+    # the verdicts that the stream and the run after it both give are there
+    if files[0] in ("hostile.yaml", "-"):
+        assert {"schema/invalid", "schema/unknown-kind", "schema/removed-api", "schema/not-kubernetes",
+                "schema/non-finite-number"} <= rules, rules
+    if files[0] == "crd-only.yaml":
+        assert "schema/invalid" in rules, rules
+
+
+def _logged_kubeconform(tmp_path: Path) -> tuple[dict, Path]:
+    log = tmp_path / "kubeconform.log"
+    real = Path(tool_env()["PATH"].split(":")[0]) / "kubeconform"
+    script = f'echo "$#" >> "{log}"\nexec "{real}" "$@"'
+    return tool_env(str(fake_bin(tmp_path, kubeconform=script))), log
+
+
+def test_plain_objects_take_one_kubeconform_run(tmp_path: Path, mdir: Path):
+    """Objects that the stream can tell apart need no second run: kubeconform starts once."""
+    env, log = _logged_kubeconform(tmp_path)
+    r = run_cli("--manifests", "plain.yaml", "--format", "json", cwd=mdir, env=env)
+    assert r.code in (0, 1), r.err
+    assert len(log.read_text().split()) == 1
+
+
+def test_what_the_stream_cannot_tell_apart_goes_to_a_second_run(tmp_path: Path, mdir: Path):
+    env, log = _logged_kubeconform(tmp_path)
+    r = run_cli("--manifests", "hostile.yaml", "--format", "json", cwd=mdir, env=env)
+    assert r.code == 1, r.err
+    assert len(log.read_text().split()) == 2
+
+
+@pytest.mark.parametrize("fault", [f for f in KUBECONFORM_FAULTS])
+@pytest.mark.parametrize("file", ["plain.yaml", "hostile.yaml"])
+def test_a_failing_kubeconform_on_the_stream_is_exit_2(tmp_path: Path, mdir: Path, fault: str, file: str):
+    script, words = KUBECONFORM_FAULTS[fault]
+    env = tool_env(str(fake_bin(tmp_path, kubeconform=script)))
+    assert_cannot_run(run_cli("--manifests", file, "--format", "json", cwd=mdir, env=env), "kubeconform", *words)
+
+
+def test_a_kubeconform_that_stops_reading_is_exit_2(tmp_path: Path, mdir: Path):
+    """It reads a little of its stream, then reports nothing for the rest: the writer gets EPIPE,
+    the run does not hang, and the objects without a result are exit 2."""
+    script = 'head -c 100 "$1" > /dev/null\necho \'{"resources": []}\'\nexit 0'
+    env = tool_env(str(fake_bin(tmp_path, kubeconform=script)))
+    assert_cannot_run(run_cli("--manifests", "plain.yaml", "--format", "json", cwd=mdir, env=env, timeout=60),
+                      "kubeconform", "without a result for")
+
+
+def test_a_kubeconform_that_never_opens_its_stream_is_exit_2(tmp_path: Path, mdir: Path):
+    env = tool_env(str(fake_bin(tmp_path, kubeconform='echo \'{"resources": []}\'\nexit 0')))
+    assert_cannot_run(run_cli("--manifests", "plain.yaml", "--format", "json", cwd=mdir, env=env, timeout=60),
+                      "kubeconform", "without a result for")
