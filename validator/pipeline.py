@@ -267,6 +267,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     fresh: dict[int, _Fresh] = {}                         # id(request) -> results to store at the end
     cached_objects: dict[int, resultcache.Object] = {}   # id(object) -> what the result cache knows of it
     origins: dict[int, list] = {}                        # id(object) -> [result key, index] it came from
+    rendered_now: set[str | None] = set()                # clusters with a render of this run (helm or kustomize)
 
     top: list[Manifest] = []
     generated_apps: list[Manifest] = []   # what ApplicationSets create: checked like Applications in files
@@ -363,6 +364,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         jobs.append((a, part, req))
                     else:
                         unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
+            rendered_now.update(a.cluster for a, *_ in jobs + kjobs)
             do_render = partial(determinism.render_checked, repo, helm=tool("helm") if jobs else "", cache=cache, timeout=config.limits.render_timeout)
             results = list(pool.map(do_render, [req for _, req, _ in jobs]))
             do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize") if kjobs else "",
@@ -445,7 +447,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         findings += [f for m in mine if id(m) in cached_objects for f in cached_objects[id(m)].local]
         # a whole-repository run whose every object of the cluster is known: its findings were stored
         ckey = _cluster_key(stored, cluster, objs, origins, file_ids, version_of(cluster), disc, ctx, repo, facts) \
-            if stored and scope.apps is None else None
+            if stored and scope.apps is None and cluster not in rendered_now else None
         found = stored.get_findings(ckey) if stored and ckey else None
         if found is None:
             found = policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo,
@@ -482,7 +484,8 @@ def _cluster_key(stored: resultcache.ResultCache, cluster: str | None, objs: lis
     where each object came from (a result-cache entry, or the bytes of the repository file it was
     read from), its facts, value files and unrendered apps. None (evaluate, store nothing) when an
     object came from anywhere else: a fresh render, kustomize, the Argo CD install, an
-    ApplicationSet's generators."""
+    ApplicationSet's generators (and the caller asks for none when the cluster had a render of
+    this run, even one that gave no object)."""
     read: dict[str, str] = {}
     parts: list = []
     for m in objs:
