@@ -501,14 +501,11 @@ def _cluster_key(stored: resultcache.ResultCache, cluster: str | None, objs: lis
             except OSError:
                 return None
         parts.append([m.file, m.line, read[m.file], m.kind, m.namespace, m.name])
-    if cluster not in facts:  # the digest _result_context makes (and shares)
-        data = resultcache.canonical(disc.clusters.get(cluster) if cluster else None)
-        facts[cluster] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     if not isinstance(ctx.values, _LazyValues):
         return None
     values = sorted([app, list(files)] for app, files in ctx.values.files.items())  # their bytes: in the result keys
     unrendered = sorted((list(u) for u in ctx.unrendered), key=json.dumps)
-    return stored.cluster_key([cluster, version, facts[cluster], unrendered, values, parts])
+    return stored.cluster_key([cluster, version, _facts_digest(cluster, disc, facts), unrendered, values, parts])
 
 
 def _stored_references(m: Manifest) -> list | None:
@@ -549,11 +546,16 @@ def _result_context(req: render.RenderRequest, version: str, disc: discover.Disc
     point at its Application, and rules read its cluster's facts (``facts``: cluster -> a digest
     of them, made once per run: every app of the cluster has the same)."""
     origin = req.origin
-    if req.cluster not in facts:
-        data = resultcache.canonical(disc.clusters.get(req.cluster) if req.cluster else None)
-        facts[req.cluster] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    return [req.app, req.cluster, version, facts[req.cluster],
+    return [req.app, req.cluster, version, _facts_digest(req.cluster, disc, facts),
             [origin.file, origin.line, str(origin.ref), origin.app] if origin else None]
+
+
+def _facts_digest(cluster: str | None, disc: discover.Discovery, facts: dict) -> str:
+    """A digest of the cluster's facts, made once per run (``facts``: cluster -> it)."""
+    if cluster not in facts:
+        data = resultcache.canonical(disc.clusters.get(cluster) if cluster else None)
+        facts[cluster] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return facts[cluster]
 
 
 def _check_objects(batch: list[Manifest], kubeconform: str, root: Path, version: str, record_ids: set[int],
