@@ -272,6 +272,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     stored = _result_cache(opts, cache, kubeconform, root, {*versions.values(), default_version}) if cache else None
     fresh: dict[int, _Fresh] = {}                         # id(request) -> results to store at the end
     cached_objects: dict[int, resultcache.Object] = {}   # id(object) -> what the result cache knows of it
+    origins: dict[int, list] = {}                        # id(object) -> [result key, index] it came from
+    rendered_now: set[str | None] = set()                # clusters with a render of this run (helm or kustomize)
 
     top: list[Manifest] = []
     generated_apps: list[Manifest] = []   # what ApplicationSets create: checked like Applications in files
@@ -313,7 +315,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         while pending:
             tools.check_deadline()
             jobs: list[tuple[_App, render.RenderRequest, render.RenderRequest]] = []  # app, to render, as written
-            hits: list[tuple[_App, render.RenderRequest, resultcache.Entry]] = []
+            hits: list[tuple[_App, render.RenderRequest, resultcache.Entry, str]] = []
             kjobs: list[tuple[_App, kustomize.KustomizeRequest]] = []
             for a in pending:
                 key = (a.cluster, a.manifest.namespace, a.manifest.name)
@@ -352,7 +354,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                     if entry is not None and (entry.rendered or in_scope):
                         a.findings += entry.values if in_scope else []
                         if entry.rendered:
-                            hits.append((a, req, entry))
+                            hits.append((a, req, entry, rkey))
                         else:
                             unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
                         continue
@@ -368,6 +370,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         jobs.append((a, part, req))
                     else:
                         unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
+            rendered_now.update(a.cluster for a, *_ in jobs + kjobs)
             do_render = partial(determinism.render_checked, repo, helm=tool("helm") if jobs else "", cache=cache, timeout=config.limits.render_timeout)
             results = pool.map(do_render, [req for _, req, _ in jobs])
             do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize") if kjobs else "",
@@ -382,9 +385,10 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                 pending += [_App(c, a.cluster) for c in kr.manifests
                             if c.kind == "Application" and c.api_version.startswith("argoproj.io/")]
             done = list(zip(jobs, results, strict=True))
-            for a, req, entry in hits:
+            for a, req, entry, rkey in hits:
                 ms = [render.rendered_object(o.doc, o.file, req) for o in entry.objects]
                 cached_objects.update((id(m), o) for m, o in zip(ms, entry.objects))
+                origins.update((id(m), [rkey, i]) for i, m in enumerate(ms))
                 done.append(((a, req, req), render.Rendered(req, ms, list(entry.render), True)))
             for (a, part, req), r in done:
                 a.value_files += [posixpath.join(req.chart, "values.yaml"), *req.value_files]
@@ -409,6 +413,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                             pending.append(_App(child, a.cluster, tuple(req.value_files), a.depth + 1))
 
     file_objects = [m for m in disc.argo if m.file] + generated_apps
+    file_ids = {id(m) for m in disc.argo if m.file}   # read from a repository file (not generated)
     all_objects = file_objects + [m for a in apps.values() for m in a.manifests]
     by_cluster: dict[str | None, list[Manifest]] = {}
     for m in all_objects:
@@ -446,12 +451,20 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         ctx = contexts[cluster]
         mine = [m for m in objs if scope.keeps(_app_of(m), m.file)]
         findings += [f for m in mine if id(m) in cached_objects for f in cached_objects[id(m)].local]
-        findings += policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo,
+        # a whole-repository run whose every object of the cluster is known: its findings were stored
+        ckey = _cluster_key(stored, cluster, objs, origins, file_ids, version_of(cluster), disc, ctx, repo, facts) \
+            if stored and scope.apps is None and cluster not in rendered_now else None
+        found = stored.get_findings(ckey) if stored and ckey else None
+        if found is None:
+            found = policy.evaluate([m for m in mine if m.app != INSTALL_APP], ctx, config.severities, repo=repo,
                                     only=only, record=record)
-        findings += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES,
-                                    repo=repo)
-        # a sum over the whole cluster: reported when it points into what this run looks at
-        findings += [f for f in policy.evaluate_cluster(ctx, config.severities, repo=repo) if scope.keeps(f.app, f.file)]
+            found += policy.evaluate([m for m in mine if m.app == INSTALL_APP], ctx, config.severities, INSTALL_RULES,
+                                     repo=repo)
+            # a sum over the whole cluster: reported when it points into what this run looks at
+            found += [f for f in policy.evaluate_cluster(ctx, config.severities, repo=repo) if scope.keeps(f.app, f.file)]
+            if stored and ckey:
+                stored.put_findings(ckey, found)
+        findings += found
         b = budget(ctx)
         if b is not None:
             budgets.append(b)
@@ -491,6 +504,37 @@ class _Pool:
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+
+
+def _cluster_key(stored: resultcache.ResultCache, cluster: str | None, objs: list[Manifest], origins: dict[int, list],
+                 file_ids: set[int], version: str, disc: discover.Discovery, ctx: Context, repo: Path,
+                 facts: dict) -> str | None:
+    """The key of a cluster's cross-object and cluster-wide findings: what its Context holds, by
+    where each object came from (a result-cache entry, or the bytes of the repository file it was
+    read from), its facts, value files and unrendered apps. None (evaluate, store nothing) when an
+    object came from anywhere else: a fresh render, kustomize, the Argo CD install, an
+    ApplicationSet's generators (and the caller asks for none when the cluster had a render of
+    this run, even one that gave no object)."""
+    read: dict[str, str] = {}
+    parts: list = []
+    for m in objs:
+        origin = origins.get(id(m))
+        if origin is not None:
+            parts.append(origin)
+            continue
+        if id(m) not in file_ids or not isinstance(m.file, str):
+            return None
+        if m.file not in read:
+            try:
+                read[m.file] = hashlib.sha256((repo / m.file).read_bytes()).hexdigest()
+            except OSError:
+                return None
+        parts.append([m.file, m.line, read[m.file], m.kind, m.namespace, m.name])
+    if not isinstance(ctx.values, _LazyValues):
+        return None
+    values = sorted([app, list(files)] for app, files in ctx.values.files.items())  # their bytes: in the result keys
+    unrendered = sorted((list(u) for u in ctx.unrendered), key=json.dumps)
+    return stored.cluster_key([cluster, version, _facts_digest(cluster, disc, facts), unrendered, values, parts])
 
 
 def _stored_references(m: Manifest) -> list | None:
@@ -533,11 +577,16 @@ def _result_context(req: render.RenderRequest, version: str, disc: discover.Disc
     point at its Application, and rules read its cluster's facts (``facts``: cluster -> a digest
     of them, made once per run: every app of the cluster has the same)."""
     origin = req.origin
-    if req.cluster not in facts:
-        data = resultcache.canonical(disc.clusters.get(req.cluster) if req.cluster else None)
-        facts[req.cluster] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    return [req.app, req.cluster, version, facts[req.cluster],
+    return [req.app, req.cluster, version, _facts_digest(req.cluster, disc, facts),
             [origin.file, origin.line, str(origin.ref), origin.app] if origin else None]
+
+
+def _facts_digest(cluster: str | None, disc: discover.Discovery, facts: dict) -> str:
+    """A digest of the cluster's facts, made once per run (``facts``: cluster -> it)."""
+    if cluster not in facts:
+        data = resultcache.canonical(disc.clusters.get(cluster) if cluster else None)
+        facts[cluster] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return facts[cluster]
 
 
 def _check_objects(batch: list[Manifest], kubeconform: str, root: Path, version: str, record_ids: set[int],
@@ -568,6 +617,11 @@ class _LazyValues(Mapping):
 
     def __init__(self, repo: Path, files: dict[str, list[str]]):
         self._repo, self._files, self._docs = repo, files, {}
+
+    @property
+    def files(self) -> dict[str, list[str]]:
+        """app -> its value files, chart defaults first."""
+        return self._files
 
     def __getitem__(self, app: str) -> tuple:
         if app not in self._docs:

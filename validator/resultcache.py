@@ -17,6 +17,11 @@ JSON, the Kubernetes version, the CRDs of the run that define its kind), so that
 all have one starts no kubeconform (the Argo CD install and the Argo CD objects, re-checked every
 run before).
 
+Beside them, per cluster of a whole-repository run: the findings of the rules that read other
+objects (the cross-object rules of every object, the install's rules, the cluster-wide sums), under
+a key made of every result key the cluster's objects came from and the bytes of the files its Argo
+CD objects were read from (``cluster_key``): a warm run whose every app hit runs no policy rule.
+
 Beside them too, for ``schema.check_values``: that a chart's values.schema.json passed jsonschema's
 metaschema and ``$ref`` checks (by the chart's files), and the errors of merged values against it
 (by those and the values' JSON), so a run whose values' data did not change imports no jsonschema.
@@ -49,6 +54,7 @@ VERDICT_SUFFIX = ".kubeconform.json"
 VALUES_SUFFIX = ".values.json"
 SCHEMA_OK_SUFFIX = ".values-schema.ok"
 CODE_SUFFIX = ".code-digest"
+CLUSTER_SUFFIX = ".cluster.json"
 FORMAT = 1
 _TEXT = {str}
 
@@ -324,3 +330,38 @@ class ResultCache:
     def put_values_errors(self, key: str, errors: list[tuple[tuple, str, str]]) -> None:
         self.renders.put_file(self.renders.directory / f"{key}{VALUES_SUFFIX}",
                               json.dumps([[list(path), message, keyword] for path, message, keyword in errors]))
+
+    # --- a cluster's cross-object and cluster-wide findings (pipeline._cluster_key) ----------
+
+    def cluster_key(self, parts: Any) -> str:
+        """By ``parts`` (the cluster, its facts, every object's origin: a result key or a file's
+        bytes) and what every result depends on (this cache's context)."""
+        return hashlib.sha256(json.dumps([self._base, "cluster", parts]).encode()).hexdigest()
+
+    def get_findings(self, key: str) -> list[Finding] | None:
+        """The findings stored under ``key``; None when absent, damaged or foreign (recomputed).
+        The file names its key and the digest of its findings: one copied under another name or
+        changed inside (still JSON) is not trusted."""
+        text = self.renders.get_file(self.renders.directory / f"{key}{CLUSTER_SUFFIX}")
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+            if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("key") == key
+                    and isinstance(data.get("findings"), str)
+                    and data.get("digest") == hashlib.sha256(data["findings"].encode()).hexdigest()):
+                return None
+            return decode_findings(json.loads(data["findings"]))
+        except Exception:  # noqa: BLE001 - a damaged or foreign file is a miss, recomputed and replaced
+            return None
+
+    def put_findings(self, key: str, found: list[Finding]) -> None:
+        try:
+            text = json.dumps(encode(found))
+            if decode_findings(json.loads(text)) != found:
+                return  # what does not come back as it went in is not stored
+        except (TypeError, ValueError, RecursionError):
+            return
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        self.renders.put_file(self.renders.directory / f"{key}{CLUSTER_SUFFIX}",
+                              json.dumps({"format": FORMAT, "key": key, "digest": digest, "findings": text}))
