@@ -427,13 +427,7 @@ def render(repo: Path, req: KustomizeRequest, kustomize: str, cache_dir: Path | 
         docs, cached = _documents(out, req), False
         if hit is not None:  # stored as JSON: Argo CD's own install is large, and JSON loads fast
             try:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-                fd, part = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
-                text = json.dumps(docs)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                os.replace(part, hit)
-                rendercache.note_written(cache_dir, len(text.encode("utf-8")))  # for its size bound
+                rendercache.write_atomic(cache_dir, hit, json.dumps(docs))
             except OSError:
                 pass  # an unusable cache is no cache (the render cache says so once)
     built = _built(docs, req)
@@ -467,12 +461,8 @@ def _store_built(hit: Path, req: KustomizeRequest, built: list[tuple[Any, dict]]
     body = "\n".join(lines)
     path = _built_path(hit, req)
     try:
-        fd, part = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(body)
-        os.replace(part, path)
-        rendercache.note_written(path.parent, len(body.encode("utf-8")))
-    except (OSError, TypeError, ValueError):
+        rendercache.write_atomic(path.parent, path, body)
+    except (OSError, ValueError):
         pass  # an unusable cache is no cache
 
 

@@ -101,6 +101,22 @@ def tree_digest(root: Path, digest=None) -> list:
     return out
 
 
+def write_atomic(directory: Path | str, path: Path | str, text: str) -> None:
+    """``text`` into ``path`` (in the cache folder ``directory``) atomically: a unique temporary name
+    in the same folder, then os.replace; the write is logged for the size bound. OSError on failure
+    (no temporary file is left)."""
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    note_written(directory, len(text.encode("utf-8")) if not text.isascii() else len(text))
+
+
 def note_written(directory: Path | str, size: int) -> None:
     """Log ``size`` bytes written into the cache folder, after the write (``RenderCache.evict`` adds
     the log to the last scan's total). One short ``O_APPEND`` write: concurrent runs' lines do not
@@ -289,19 +305,9 @@ class RenderCache:
         if not self.enabled:
             return
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_atomic(self.directory, path, text)
         except OSError as e:
             self._disable(e)
-            return
-        note_written(self.directory, len(text.encode("utf-8")) if not text.isascii() else len(text))
 
     def evict(self) -> int:
         """Past its bound, remove the least recently used entries down to ``LOW_WATER`` of it; how many went.
