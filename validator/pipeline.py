@@ -315,6 +315,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
         while pending:
             tools.check_deadline()
             jobs: list[tuple[_App, render.RenderRequest, render.RenderRequest]] = []  # app, to render, as written
+            renders: list = []  # each job's render, started as the loop reaches it (futures, in jobs' order)
             hits: list[tuple[_App, render.RenderRequest, resultcache.Entry, str]] = []
             kjobs: list[tuple[_App, kustomize.KustomizeRequest]] = []
             for a in pending:
@@ -368,11 +369,14 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         fresh[id(req)] = _Fresh(rkey, vf, ok)
                     if part is not None:
                         jobs.append((a, part, req))
+                        # an app of the scope rendered in full gets kubeconform's verdicts in the same job
+                        early = (kubeconform, root, version_of(req.cluster), stored) if stored and in_scope and ok else None
+                        renders.append(pool.submit(_render_job, repo, part, tool("helm"), cache,
+                                                   config.limits.render_timeout, early))
                     else:
                         unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
             rendered_now.update(a.cluster for a, *_ in jobs + kjobs)
-            do_render = partial(determinism.render_checked, repo, helm=tool("helm") if jobs else "", cache=cache, timeout=config.limits.render_timeout)
-            results = pool.map(do_render, [req for _, req, _ in jobs])
+            results = [f.result() for f in renders]
             do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize") if kjobs else "",
                                    cache_dir=cache.directory if cache else None)
             kresults = pool.map(do_kustomize, [req for _, req in kjobs])
@@ -491,12 +495,13 @@ class _Pool:
         self.workers, self._pool = workers, None
 
     def map(self, fn, items: list) -> list:
-        if not items:
-            return []
+        return [f.result() for f in [self.submit(fn, item) for item in items]]
+
+    def submit(self, fn, *args):
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(max_workers=self.workers)
-        return list(self._pool.map(fn, items))
+        return self._pool.submit(fn, *args)
 
     def __enter__(self) -> "_Pool":
         return self
@@ -504,6 +509,22 @@ class _Pool:
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+
+
+def _render_job(repo: Path, req: render.RenderRequest, helm: str, cache: RenderCache | None, timeout: float,
+                early: tuple | None) -> render.Rendered:
+    """``determinism.render_checked``, submitted as the app loop reaches the app, so that helm runs
+    while the loop loads the other apps; with ``early`` (kubeconform, schema root, Kubernetes
+    version, result cache) kubeconform's verdicts on the objects then go into the result cache in
+    the same job (``schema.remember_verdicts``), and ``_check_objects`` finds them instead of
+    starting kubeconform after the loop."""
+    r = determinism.render_checked(repo, req, helm=helm, cache=cache, timeout=timeout)
+    if early is not None and r.manifests:
+        try:
+            schema.remember_verdicts(r.manifests, *early)
+        except Exception:  # noqa: BLE001 - only a warm-up: _check_objects runs kubeconform again and meets the fault
+            pass
+    return r
 
 
 def _cluster_key(stored: resultcache.ResultCache, cluster: str | None, objs: list[Manifest], origins: dict[int, list],

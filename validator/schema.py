@@ -271,6 +271,19 @@ class Streamed(Prepared):
         return self.findings + _findings(self.checkable, results, kube_version)
 
 
+def remember_verdicts(manifests: list[Manifest], kubeconform: str, schema_root: Path, kube_version: str,
+                      known: "ResultCache") -> None:
+    """kubeconform's verdicts on ``manifests`` into ``known`` ahead of ``check_objects``, which then
+    finds them and starts no kubeconform for them (pipeline: a fresh render's objects, checked in
+    its render job while the run still loads the other apps). Only a cache warm-up: the key of a
+    verdict holds everything it depends on (``_verdicts``), so a key ``check_objects`` computes
+    differently (another set of CRDs in its batch) is a miss, checked there as before; and a fault
+    here raises, for the caller to leave the check to ``check_objects`` (which meets it again)."""
+    prepared = prepare_objects(manifests)
+    if prepared.checkable:
+        _verdicts(prepared.checkable, prepared.texts, kubeconform, schema_root, kube_version, known)
+
+
 def _kubeconform(checkable: list[Manifest], texts: list[str], kubeconform: str, schema_root: Path,
                  kube_version: str, known: "ResultCache | None") -> list[Finding]:
     if not checkable:

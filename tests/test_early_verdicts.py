@@ -1,0 +1,112 @@
+"""A path-scoped run checks the changed app's render with kubeconform in its render job, while the
+app loop still loads the other apps (issue 13, docs/performance.md change 23).
+
+The job stores kubeconform's verdicts in the result cache (``schema.remember_verdicts``) and
+``_check_objects`` finds them there: one kubeconform run, not one after the loop. The findings are
+those of the code before (BEFORE, from `git archive`), on a generated repo with planted defects,
+for a change that adds a kubeconform error to the changed app and one that takes it away. A
+kubeconform that fails in the early check leaves the check to ``_check_objects`` as before: a
+fault there once gives the same findings, a fault every time is exit 2 naming kubeconform.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import synth
+from conftest import TOOLS, run_cli, tool_env
+from test_incremental import code_at, old
+from test_resultcache import CHANGED, plant, validate
+
+#: the last commit before the early check
+BEFORE = "2a5afac"
+
+
+@pytest.fixture(scope="module")
+def before_code(tmp_path_factory) -> Path:
+    return code_at(BEFORE, tmp_path_factory.mktemp("before-early"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return plant(synth.make_repo(tmp_path / "repo", 6, defects=True))
+
+
+def logging_kubeconform(tmp_path: Path) -> tuple[dict, Path]:
+    """An environment whose kubeconform is the pinned one behind a script that logs each start
+    ("fail" and exit 3 while the file ``fail-once`` exists, removing it, or while ``fail-always``
+    exists), and the log."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("helm", "kustomize"):
+        (bindir / tool).symlink_to(TOOLS / tool)
+    log = tmp_path / "kubeconform.log"
+    (bindir / "kubeconform").write_text(
+        "#!/bin/sh\n"
+        f'if [ -e "{tmp_path}/fail-always" ]; then echo fail >> "{log}"; exit 3; fi\n'
+        f'if rm "{tmp_path}/fail-once" 2>/dev/null; then echo fail >> "{log}"; exit 3; fi\n'
+        f'echo ok >> "{log}"\n'
+        f'exec "{TOOLS / "kubeconform"}" "$@"\n')
+    (bindir / "kubeconform").chmod(0o755)
+    return tool_env(str(bindir)) | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache")}, log
+
+
+def starts(log: Path) -> list[str]:
+    """The kubeconform starts logged since the last call (the log is emptied)."""
+    lines = log.read_text().split() if log.exists() else []
+    log.write_text("")
+    return lines
+
+
+#: values appended to the changed app's (a new render of that app alone): one kubeconform passes,
+#: one it refuses (the values schema lets any nodeAffinity through; Kubernetes' has no such field)
+VALID = 'podAnnotations:\n  test/early: "a text"\n'
+INVALID = "affinity:\n  nodeAffinity:\n    bogusField: 1\n"
+
+
+def append(repo: Path, values: str) -> None:
+    with open(repo / CHANGED, "a") as fh:
+        fh.write(values)
+
+
+@pytest.mark.parametrize("value", [VALID, INVALID])
+def test_the_changed_apps_render_is_checked_in_its_job_with_the_findings_of_before(repo, tmp_path, before_code, value):
+    env, log = logging_kubeconform(tmp_path)
+    whole = old(before_code, repo)
+    assert validate(repo, env=env) == whole
+    assert validate(repo, env=env) == whole   # warm: every app from the result cache
+    starts(log)
+    append(repo, value)
+    expected = old(before_code, repo, CHANGED)
+    assert validate(repo, CHANGED, env=env) == expected
+    assert starts(log) == ["ok"]              # one kubeconform: the early check's, none after the loop
+    if value == INVALID:   # kubeconform's finding, from the early verdicts
+        assert any(f["rule"] == "schema/invalid" and "bogusField" in f["message"] for f in expected[1])
+    # and the same findings again, the verdicts now cached: no kubeconform at all
+    assert validate(repo, CHANGED, env=env) == expected
+    assert starts(log) == []
+
+
+def test_a_kubeconform_fault_in_the_early_check_leaves_the_check_to_after_the_loop(repo, tmp_path, before_code):
+    env, log = logging_kubeconform(tmp_path)
+    validate(repo, env=env)
+    starts(log)
+    append(repo, INVALID)
+    (tmp_path / "fail-once").write_text("")
+    assert validate(repo, CHANGED, env=env) == old(before_code, repo, CHANGED)
+    assert starts(log) == ["fail", "ok"]   # the early check failed; _check_objects ran it again
+
+
+def test_a_kubeconform_that_always_fails_is_still_exit_2(repo, tmp_path):
+    env, log = logging_kubeconform(tmp_path)
+    validate(repo, env=env)
+    starts(log)
+    append(repo, INVALID)
+    (tmp_path / "fail-always").write_text("")
+    r = run_cli("--repo", str(repo), "--format", "json", CHANGED, env=env)
+    assert r.code == 2, r.out + r.err
+    assert "Traceback" not in r.err and r.err.startswith("gitops-validate: kubeconform "), r.err
+    assert "exited with status 3" in r.err, r.err
+    assert starts(log) == ["fail", "fail"]
