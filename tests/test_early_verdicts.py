@@ -110,3 +110,16 @@ def test_a_kubeconform_that_always_fails_is_still_exit_2(repo, tmp_path):
     assert "Traceback" not in r.err and r.err.startswith("gitops-validate: kubeconform "), r.err
     assert "exited with status 3" in r.err, r.err
     assert starts(log) == ["fail", "fail"]
+
+
+def test_a_run_of_many_renders_keeps_one_kubeconform_after_the_loop(repo, tmp_path):
+    """Only a path-scoped run checks in the render job, and only its first few renders: a cold
+    whole-repo run, or a change to a chart every app renders, is one kubeconform after the loop
+    (one per app would start hundreds at 500 apps)."""
+    env, log = logging_kubeconform(tmp_path)
+    validate(repo, env=env)
+    assert starts(log) == ["ok"]             # cold, whole repository: every render, one kubeconform
+    chart = next(repo.glob("apps/*/templates/deployment.yaml"))
+    # a path-scoped run of a chart every app of it renders, with no verdict known (a new cache)
+    validate(repo, str(chart.relative_to(repo)), env=env | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache2")})
+    assert 1 <= len(starts(log)) <= 1 + 4      # the first few in their jobs (pipeline.Options.jobs), the rest after the loop

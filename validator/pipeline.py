@@ -311,6 +311,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             # the install's AppProjects etc. are also repo files, read (and checked) once
             a.manifests = [m for m in a.manifests if not (m.kind in discover.ARGO_KINDS and m.file in argo_files)]
             build_options[name] = _kustomize_build_options(a.manifests)
+    early_left = opts.jobs  # renders whose objects kubeconform checks in the render's own job (_render_job)
     with _Pool(opts.jobs) as pool:
         while pending:
             tools.check_deadline()
@@ -369,8 +370,12 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         fresh[id(req)] = _Fresh(rkey, vf, ok)
                     if part is not None:
                         jobs.append((a, part, req))
-                        # an app of the scope rendered in full gets kubeconform's verdicts in the same job
-                        early = (kubeconform, root, version_of(req.cluster), stored) if stored and in_scope and ok else None
+                        # an app of a path-scoped run rendered in full gets kubeconform's verdicts in the
+                        # same job; only the first few: a run rendering many apps (a chart changed, a
+                        # whole-repo run) is faster with the one kubeconform after the loop
+                        early = (kubeconform, root, version_of(req.cluster), stored) \
+                            if stored and changes.given and in_scope and ok and early_left > 0 else None
+                        early_left -= early is not None
                         renders.append(pool.submit(_render_job, repo, part, tool("helm"), cache,
                                                    config.limits.render_timeout, early))
                     else:
