@@ -524,3 +524,144 @@ def test_a_rule_finds_nothing_outside_its_kinds():
             assert not watched.crossed, (rule.id, m.kind)
             checked += 1
     assert checked > 50_000, checked
+
+
+# --- change 25: the stream split with str.find, each object's pod template read once -------------
+
+#: The last commit before change 25 (docs/performance.md).
+BEFORE_CHANGE_25 = "2a5afac"
+
+_SKIPS = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: skipping
+  namespace: tricky
+  annotations:
+    gitops-validate/skip: |
+      security/privileged: a test of the skip
+      images/latest-tag
+      probes/missing-liveness: none; resources/missing-limits: none either
+spec:
+  selector: {matchLabels: {app: skipping}}
+  template:
+    metadata: {labels: {app: skipping}}
+    spec:
+      containers:
+        - {name: c, image: "nginx:latest", securityContext: {privileged: true}}
+      initContainers:
+        - {name: i, image: "nginx:latest", restartPolicy: Always, securityContext: {privileged: true}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cron, namespace: tricky}
+spec:
+  schedule: "* * * * *"
+  jobTemplate: {spec: {template: {spec: {containers: [{name: j, image: "nginx:latest"}], restartPolicy: Never}}}}
+--- # a separator with a comment
+# Source: chart/templates/pod.yaml
+apiVersion: v1
+kind: Pod
+metadata: {name: bare, namespace: tricky}
+spec: {containers: "not a list", initContainers: [{name: i, image: nginx:1.27}, 7]}
+----
+---x
+"""
+
+
+def test_manifests_findings_identical_to_the_code_before_change_25(tmp_path: Path):
+    """Every finding of --manifests, lines included, and the exit code and object count, as at
+    BEFORE_CHANGE_25: on the every-family stream, the tricky files (CR, CRLF, Unicode line ends: the
+    old way of splitting; the others: str.find's) and objects with skip annotations, init containers,
+    a CronJob and malformed containers (the remembered pod template and containers)."""
+    code = _baseline_code(tmp_path / "baseline", BEFORE_CHANGE_25)
+    mdir = tmp_path / "manifests"
+    (mdir / "clusters/synthetic").mkdir(parents=True)
+    (mdir / "clusters/synthetic/cluster.yaml").write_text(synth.cluster_facts(150))
+    (mdir / "objs.yaml").write_text(every_family_stream())
+    (mdir / "skips.yaml").write_text(_SKIPS)
+    for name, raw in tricky_files().items():
+        (mdir / name).write_bytes(raw)
+    subprocess.run(["git", "init", "-q"], cwd=mdir, check=True)
+    for files in (["objs.yaml", "skips.yaml"], sorted(tricky_files())):
+        args = ("--manifests", *files, "--format", "json")
+        new = run_cli(*args, cwd=mdir)
+        code_before, before, _ = _run_baseline(code, mdir, *args)
+        assert new.code == code_before
+        assert new.json["findings"] == before["findings"]      # every field, in order
+        assert new.json["summary"]["objects"] == before["summary"]["objects"]
+
+
+def test_the_stream_splits_the_same_both_ways():
+    """``split_stream``'s str.find way (a text whose only line break is "\\n") gives the chunks,
+    first lines and sources of its line-by-line way, on random texts of separator-like lines."""
+    import random
+    from gitops_validate import yamlio
+    pieces = ["---", "--- ", "---\t# x", "---x", " ---", "----", "--- !!map", "---\u00a0", "--- \u00a0z", "---\x1f",
+              "# Source: a/b.yaml", "# Source: ", "# Source:  sp ", "#Source: x", "# Source:x", "a: 1", "", " ",
+              "\u00a0", "b:\n  - c", "...", "# c", "x: '---'", "-- -"]
+    rnd = random.Random(25)
+    for _ in range(20_000):
+        text = "\n".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 8))) + rnd.choice(["", "\n"])
+        fast, slow = yamlio._split_lf(text), yamlio._split_lines(text)
+        assert [(c.text, c.first_line, c.source) for c in fast] == \
+            [(c.text, c.first_line, c.source) for c in slow], repr(text)
+    stream = every_family_stream()
+    assert [vars(c) for c in split_stream(stream)] == [vars(c) for c in yamlio._split_lines(stream)]
+    # a text with another line break takes the line-by-line way
+    assert split_stream("a: 1\r\n---\r\nb: 2\r\n")[1].first_line == 3
+
+
+def test_the_remembered_pod_template_is_the_objects_own_and_forgotten_after():
+    from gitops_validate import model
+    ms = []
+    for chunk in split_stream(every_family_stream() + "---\n" + _SKIPS):
+        try:
+            ms += [Manifest(d.data, "f") for d in load_all(chunk.text) if isinstance(d.data, dict)]
+        except Exception:   # the rules' own bad examples include bad YAML
+            continue
+    expected = [(model._pod_template(m), list(model._containers(m))) for m in ms]
+    seen = []
+    for m in model.one_by_one(ms):
+        # asked twice, and about another object in between (a rule that looks at others)
+        other = ms[0]
+        seen.append((model.pod_template(m), list(model.containers(m))))
+        assert (model.pod_template(other), list(model.containers(other))) == expected[0]
+        assert list(model.containers(m)) == seen[-1][1]
+    assert seen == expected
+    assert sum(1 for _, cs in seen if cs) > 100
+    # after the loop (or a rule's exception inside it) nothing is remembered: a changed object is read again
+    for m in model.one_by_one(ms):
+        model.containers(m)
+        break
+    assert model._current[0] is None
+    m = next(m for m in ms if list(model.containers(m)))
+    m.doc["spec"] = {}
+    assert list(model.containers(m)) == [] and model.pod_template(m) is None
+
+
+def test_the_json_for_kubeconform_is_json_dumps_text(monkeypatch):
+    """``schema.as_json`` builds json's C encoder itself: the same text as ``json.dumps(doc,
+    default=str, allow_nan=False)`` on every object of the every-family stream and the tricky files,
+    and on keys and values that are not JSON's own (None, bools, floats, bytes, a class)."""
+    import json
+    from gitops_validate import schema
+    objects = []
+    for text in [every_family_stream()] + [raw.decode("utf-8-sig") for raw in tricky_files().values()]:
+        for chunk in split_stream(text):
+            try:
+                objects += [d.data for d in load_all(chunk.text) if isinstance(d.data, dict)]
+            except Exception:   # bad YAML among them
+                continue
+    objects += [{1: 2, None: 3, True: 4, 1.5: "\u00e9\u2028"}, {"b": {"c": [1, 2.5, None, b"x", {"d": 1e300}]}},
+                {"r": object, "s": {"t": ()}}]
+    assert len(objects) > 300
+    objects.append({"a": [float("nan")]})
+    new = [schema.as_json(doc) for doc in objects]
+    monkeypatch.setattr(schema, "_encoder", None)   # json.dumps, as before
+    assert new == [schema.as_json(doc) for doc in objects]
+    assert new[-1] is None and sum(t is None for t in new) >= 2
+    loop: dict = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular"):   # as json.dumps: refused, not a hang
+        "".join(json.encoder.c_make_encoder({}, str, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                                            False, False, False)(loop, 0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .findings import ObjectRef
 if TYPE_CHECKING:  # annotations only: `--list-rules` does not load yaml
@@ -152,8 +152,36 @@ class ClusterFacts:
 
 # --- pod-spec helpers shared by the rules ---------------------------------------------------
 
+#: (the object ``one_by_one`` hands out, [its pod_template, its containers]): two dozen rules ask for
+#: them per workload, and rules are pure, so while they check one object the answers cannot change.
+#: One tuple, replaced whole: a reader sees one object's answers or none.
+_current: tuple = (None, [])
+_UNSET = object()
+
+
+def one_by_one(manifests: Iterable[Manifest]) -> Iterator[Manifest]:
+    """Each of ``manifests``, its pod template and containers remembered while the caller's rules
+    check it (policy.evaluate); forgotten when the loop ends, however it ends."""
+    global _current
+    try:
+        for m in manifests:
+            _current = (m.doc, [_UNSET, _UNSET])
+            yield m
+    finally:
+        _current = (None, [])
+
+
 def pod_template(m: Manifest) -> tuple[dict, tuple] | None:
     """The pod spec of a workload and its path inside the object."""
+    doc, memo = _current
+    if m.doc is doc:
+        if memo[0] is _UNSET:
+            memo[0] = _pod_template(m)
+        return memo[0]
+    return _pod_template(m)
+
+
+def _pod_template(m: Manifest) -> tuple[dict, tuple] | None:
     spec = m.doc.get("spec")
     if not isinstance(spec, dict) or m.kind not in WORKLOAD_KINDS:
         return None
@@ -243,7 +271,16 @@ class Container:
         return [p for p in sequence(self.spec.get("ports")) if isinstance(p, dict)]
 
 
-def containers(m: Manifest) -> Iterator[Container]:
+def containers(m: Manifest) -> Iterable[Container]:
+    doc, memo = _current
+    if m.doc is doc:
+        if memo[1] is _UNSET:
+            memo[1] = tuple(_containers(m))
+        return memo[1]
+    return _containers(m)
+
+
+def _containers(m: Manifest) -> Iterator[Container]:
     found = pod_template(m)
     if not found:
         return

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from . import provenance
 from .findings import Finding, Location, Problem, Severity
-from .model import Manifest
+from .model import Manifest, one_by_one
 from .provenance import template_line  # noqa: F401  (determinism.py reads it from here)
 from .rules import CLUSTER_RULES, POLICY_RULES, REGISTRY, Context, Rule
 
@@ -100,7 +100,7 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
     active = [(r, sev) for r, sev in active if sev is not None]
     out: list[Finding] = []
     by_kind: dict[str, list[tuple[Rule, Severity]]] = {}   # a rule that cannot apply to a kind costs nothing for it
-    for m in manifests:
+    for m in one_by_one(manifests):   # each object's pod template and containers read once
         kind = m.kind
         applicable = by_kind.get(kind)
         if applicable is None:
@@ -111,20 +111,25 @@ def evaluate(manifests: Iterable[Manifest], ctx: Context,
         cross: list[str] = []
         if record is not None:
             record[id(m)] = (local, cross)
+        filtered = bool(skips) or wanted is not None   # most objects: neither, and most rules find nothing
         for rule, severity in applicable:
-            if rule.id in skips or (wanted is not None and rule.id not in wanted):
+            if filtered and (rule.id in skips or (wanted is not None and rule.id not in wanted)):
                 continue
             watched = Watched(ctx) if record is not None else ctx
             try:
                 problems = list(rule.check(m, watched))  # type: ignore[misc, arg-type]
             except Exception as e:  # noqa: BLE001 - a malformed object must not end the run, nor pass silently
                 out.append(unreadable(m, rule.id, e))
-                if isinstance(watched, Watched) and watched.crossed:
+                if record is not None and watched.crossed:
                     cross.append(rule.id)
                 else:
                     local.append(out[-1])
                 continue
-            if isinstance(watched, Watched) and watched.crossed:
+            if record is None:
+                if not problems:
+                    continue
+                into = local
+            elif watched.crossed:
                 cross.append(rule.id)
                 into = None
             else:

@@ -208,6 +208,14 @@ def _scalar(node: ScalarNode) -> Any:
     raise _Fallback
 
 
+class _NotAString(Exception):
+    pass
+
+
+def _not_a_string() -> Any:
+    raise _NotAString
+
+
 def _fast_construct(node: Node, shared: dict | None) -> Any:
     """The same Python objects as ``_construct`` for the YAML that rendered manifests are made of
     (maps, lists, plain scalars), with the duplicate-key check of ``_check_mapping_keys`` on the
@@ -222,7 +230,20 @@ def _fast_construct(node: Node, shared: dict | None) -> Any:
     if cls is MappingNode:
         if node.tag != _MAP:
             raise _Fallback
-        out: dict = {}
+        if shared is None:
+            # most mappings: every key a plain string, built in one comprehension (a duplicate shows
+            # as a shorter dict); any other key takes the loop below
+            try:
+                out = {(k.value if k.tag == _STR and k.__class__ is ScalarNode else _not_a_string()):
+                       (v.value if v.__class__ is ScalarNode and v.tag == _STR else _fast_construct(v, None))
+                       for k, v in node.value}
+            except _NotAString:
+                pass
+            else:
+                if len(out) != len(node.value):
+                    raise _Fallback
+                return out
+        out = {}
         if shared is not None:
             shared[id(node)] = out
         written: set[str] = set()
@@ -350,10 +371,22 @@ class Chunk:
     source: str | None  # helm's "# Source:" comment
 
 
+#: Line breaks of str.splitlines other than "\n": a text with none of them is split with str.find
+#: (the same chunks; a Python step per line was most of the splitting)
+_OTHER_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"   # each a memchr, where a regex class was slow
+_SEPARATOR_BODY = re.compile(r"---(?:\s.*)?")   # _SEPARATOR, on a line without its "\n"
+
+
 def split_stream(text: str) -> list[Chunk]:
     """Split a multi-document stream (helm output) into chunks, keeping helm's ``# Source:``.
 
     Each chunk parses on its own, so one bad document does not hide the others."""
+    if not any(c in text for c in _OTHER_BREAKS):
+        return _split_lf(text)
+    return _split_lines(text)
+
+
+def _split_lines(text: str) -> list[Chunk]:
     chunks: list[Chunk] = []
     lines = text.splitlines(keepends=True)
     start, buf, source = 1, [], None
@@ -372,3 +405,39 @@ def split_stream(text: str) -> list[Chunk]:
     if buf:
         chunks.append(Chunk("".join(buf), start, source))
     return chunks
+
+
+def _split_lf(text: str) -> list[Chunk]:
+    """``split_stream`` of a text whose only line break is "\n": the same chunks, lines and sources."""
+    chunks: list[Chunk] = []
+    pos, line = 0, 1   # start of the current chunk, and its line
+    for at, end in _lines_starting(text, "---"):
+        if _SEPARATOR_BODY.fullmatch(text, at, end):
+            if at > pos:   # a line at least between two separators
+                chunks.append(_chunk(text[pos:at], line))
+            line += text.count("\n", pos, at) + 1
+            pos = end + 1
+    if pos < len(text):
+        chunks.append(_chunk(text[pos:], line))
+    return chunks
+
+
+def _chunk(text: str, first_line: int) -> Chunk:
+    """A chunk with the first of its lines that reads ``# Source: <something>``."""
+    for at, end in _lines_starting(text, "# Source: "):
+        if end > at + 10:   # "(.+)$": a character at least
+            return Chunk(text, first_line, text[at + 10:end].strip())
+    return Chunk(text, first_line, None)
+
+
+def _lines_starting(text: str, prefix: str) -> Iterator[tuple[int, int]]:
+    """(start, end before its "\n") of each line of ``text`` that starts with ``prefix``."""
+    needle = "\n" + prefix
+    at = 0 if text.startswith(prefix) else text.find(needle)
+    while at >= 0:
+        if at or not text.startswith(prefix):
+            at += 1   # past the "\n" that find() found
+        end = text.find("\n", at)
+        end = len(text) if end < 0 else end
+        yield at, end
+        at = text.find(needle, end)
