@@ -261,15 +261,17 @@ class ResultCache:
         except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss, recomputed and replaced
             return None
 
-    def put(self, key: str, entry: Entry) -> None:
+    def put(self, key: str, entry: Entry) -> bool:
+        """Store ``entry`` under ``key``; whether it was (a run keys its clusters' findings by the
+        entries it stored: pipeline._cluster_key)."""
         try:
             text = entry.dump()
-            # what does not come back as it went in (a type JSON does not keep) is not cached
+            # what does not come back as it went in (a type JSON does not keep, a NaN) is not cached
             if [o.doc for o in Entry.load(text).objects] != [o.doc for o in entry.objects]:
-                return
+                return False
         except (TypeError, ValueError, KeyError, RecursionError):
-            return
-        self.renders.put_file(self.renders.directory / f"{key}{SUFFIX}", text)
+            return False
+        return self.renders.put_file(self.renders.directory / f"{key}{SUFFIX}", text)
 
     # --- kubeconform's verdict on one object (schema.check_objects) --------------------------
 
