@@ -19,7 +19,7 @@ from . import appsource, confine, determinism, discover, kustomize, policy, prov
 from .config import Config
 from .findings import Finding, Severity
 from .helmrenderer import close_all as close_renderers
-from .model import ClusterFacts, Manifest, dig, sequence
+from .model import ClusterFacts, Manifest, dig, no_objects, sequence
 from .rendercache import RenderCache
 from .rules import POLICY_RULES, Context, refs
 from .rules.capacity import Budget, budget
@@ -185,6 +185,8 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: fl
                         if not isinstance(d.data, dict):
                             findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
                                                     "not a Kubernetes object: the document is not a mapping", name, d.line))
+                            continue
+                        if no_objects(d.data):   # an empty List: zero objects, as Argo CD and kubectl read it
                             continue
                         manifests.append(Manifest(d.data, name, d.line, yaml=d))
                         prepared.add(manifests[-1])
