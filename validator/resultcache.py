@@ -20,7 +20,9 @@ run before).
 Beside them, per cluster of a whole-repository run: the findings of the rules that read other
 objects (the cross-object rules of every object, the install's rules, the cluster-wide sums), under
 a key made of every result key the cluster's objects came from and the bytes of the files its Argo
-CD objects were read from (``cluster_key``): a warm run whose every app hit runs no policy rule.
+CD objects were read from (``cluster_key``): a warm run whose every app hit runs no policy rule. A
+run with renders of its own (the cold run) stores them too, once its entries are stored, without
+the rendered objects' own findings (those are in the entries): the first warm run hits.
 
 Beside them too, for ``schema.check_values``: that a chart's values.schema.json passed jsonschema's
 metaschema and ``$ref`` checks (by the chart's files), and the errors of merged values against it
