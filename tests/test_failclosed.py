@@ -125,6 +125,27 @@ def test_bad_yaml_in_a_charts_crds_folder_stays_a_finding(tmp_path):
     assert any(f["rule"] == "yaml/syntax" and f["file"] == "chain/crds/bad.yaml" for f in r.json["findings"]), r.json
 
 
+#: What Argo CD's repo-server (and kubectl) make no object of: a List whose items are empty or null
+#: (reposerver/repository.go, IsList/isNullList). kubeconform reported one result naming no object.
+EMPTY_LISTS = ("apiVersion: v1\nkind: List\nitems: []\n",
+               "apiVersion: v1\nkind: List\nmetadata: {name: nothing}\nitems: []\n",
+               "apiVersion: v1\nkind: ConfigMapList\nitems: null\n")
+
+
+def test_an_empty_list_a_chart_renders_is_zero_objects(tmp_path):
+    """Not exit 2 (it was): the same findings, exit code and object count as without the Lists."""
+    repo = chain_repo(tmp_path)
+    (repo / "chain" / "templates" / "app.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept}\ndata: {a: 1}\n")   # a finding: data must be text
+    without = run_cli("--repo", str(repo), "--format", "json", "--no-cache")
+    assert without.code == 1 and without.json["summary"]["objects"] > 0, without.out + without.err
+    (repo / "chain" / "templates" / "lists.yaml").write_text("---\n".join(EMPTY_LISTS))
+    r = run_cli("--repo", str(repo), "--format", "json", "--no-cache")
+    assert r.code == without.code, r.out + r.err
+    assert r.json["findings"] == without.json["findings"]
+    assert r.json["summary"]["objects"] == without.json["summary"]["objects"]
+
+
 def test_hanging_helm_is_stopped_with_its_whole_process_group(tmp_path):
     pids = tmp_path / "pids"
     # helm and a child of its own, both hanging; the child must not outlive the run

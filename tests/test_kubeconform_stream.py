@@ -16,7 +16,7 @@ import pytest
 
 import synth
 from conftest import run_cli, tool_env
-from test_failclosed import KUBECONFORM_FAULTS, assert_cannot_run, fake_bin
+from test_failclosed import EMPTY_LISTS, KUBECONFORM_FAULTS, assert_cannot_run, fake_bin
 from test_policy_index import _baseline_code, _run_baseline, _same_findings, every_family_stream
 
 #: The last commit before the stream: kubeconform started after all YAML was read.
@@ -111,6 +111,33 @@ def test_findings_identical_to_the_code_before_the_stream(tmp_path: Path, mdir: 
                 "schema/non-finite-number"} <= rules, rules
     if files[0] == "crd-only.yaml":
         assert "schema/invalid" in rules, rules
+
+
+@pytest.mark.parametrize("stdin", [False, True])
+def test_an_empty_list_is_zero_objects(tmp_path: Path, mdir: Path, stdin: bool):
+    """Argo CD and kubectl make no object of an empty List (items [] or null): not exit 2 (it was:
+    kubeconform's result for it names no object), and every other object is accounted for once,
+    streamed or in the run after the stream (a one-item List among them)."""
+    lists = "---\n".join(EMPTY_LISTS)
+    for name in ("plain.yaml", "hostile.yaml"):
+        text = (mdir / name).read_text()
+        without = run_cli("--manifests", name, "--format", "json", cwd=mdir)
+        assert without.code == 1, without.err
+        (tmp_path / name).write_text(text + "---\n" + lists)   # after the others: their lines stay
+        args = ("--manifests", "-") if stdin else ("--manifests", str(tmp_path / name))
+        r = run_cli(*args, "--format", "json", cwd=mdir, stdin=(tmp_path / name).read_text() if stdin else None)
+        assert r.code == without.code, r.err
+        assert r.json["summary"]["objects"] == without.json["summary"]["objects"]
+        assert _named(r.json["findings"], "<stdin>" if stdin else str(tmp_path / name)) == _named(without.json["findings"], name)
+    only = tmp_path / "only.yaml"
+    only.write_text(lists)
+    r = run_cli("--manifests", str(only), "--format", "json", cwd=mdir)
+    assert (r.code, r.json["findings"], r.json["summary"]["objects"]) == (0, [], 0), r.err
+
+
+def _named(findings: list, file: str) -> list:
+    """``findings`` with the file name ``file`` (where it points and its related places) made one."""
+    return json.loads(json.dumps(findings).replace(json.dumps(file), '"the file"'))
 
 
 def _logged_kubeconform(tmp_path: Path) -> tuple[dict, Path]:

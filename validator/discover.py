@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from . import confine, tools
 from .config import Config, normalize_url
 from .findings import Finding, Severity
-from .model import ClusterFacts, Manifest, dig, mapping, sequence
+from .model import ClusterFacts, Manifest, dig, mapping, no_objects, sequence
 from .render import inside
 from .yamlio import YamlProblem, decode, load_all
 
@@ -76,7 +76,8 @@ def read_yaml(repo: Path, rel: str) -> tuple[list, list[Finding]]:
 
 def manifests_from_file(repo: Path, rel: str) -> tuple[list[Manifest], list[Finding]]:
     docs, findings = read_yaml(repo, rel)
-    return [Manifest(d.data, rel, d.line, yaml=d) for d in docs if isinstance(d.data, dict)], findings
+    # an empty List is zero objects, as Argo CD reads it
+    return [Manifest(d.data, rel, d.line, yaml=d) for d in docs if isinstance(d.data, dict) and not no_objects(d.data)], findings
 
 
 @dataclass

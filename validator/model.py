@@ -47,6 +47,17 @@ def dig(value: Any, *path: Any) -> Any:
     return value
 
 
+def no_objects(doc: dict) -> bool:
+    """Whether Argo CD deploys nothing of ``doc``: an empty list. Its repo-server deploys a list's
+    items (any object whose ``items`` is a list, kubectl's reading too) and nothing of one whose
+    ``items`` is null with no spec or status (reposerver/repository.go: ``IsList``, ``isNullList``).
+    kubeconform, given one, reports a result that names no object (exit 2 before)."""
+    if "items" not in doc:
+        return False
+    items = doc["items"]
+    return items == [] if isinstance(items, list) else items is None and "spec" not in doc and "status" not in doc
+
+
 #: What ``at_path`` returns for a missing step when asked to tell it from a stored None.
 MISSING = object()
 

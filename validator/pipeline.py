@@ -19,7 +19,7 @@ from . import appsource, confine, determinism, discover, kustomize, policy, prov
 from .config import Config
 from .findings import Finding, Severity
 from .helmrenderer import close_all as close_renderers
-from .model import ClusterFacts, Manifest, dig, sequence
+from .model import ClusterFacts, Manifest, dig, no_objects, sequence
 from .rendercache import RenderCache
 from .rules import POLICY_RULES, Context, refs
 from .rules.capacity import Budget, budget
@@ -186,6 +186,8 @@ def _run_manifests(opts: Options, kubeconform: str, root: Path | None, start: fl
                             findings.append(Finding("schema/not-kubernetes", Severity.ERROR,
                                                     "not a Kubernetes object: the document is not a mapping", name, d.line))
                             continue
+                        if no_objects(d.data):   # an empty List: zero objects, as Argo CD and kubectl read it
+                            continue
                         manifests.append(Manifest(d.data, name, d.line, yaml=d))
                         prepared.add(manifests[-1])
                 except YamlProblem as e:
@@ -274,6 +276,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     cached_objects: dict[int, resultcache.Object] = {}   # id(object) -> what the result cache knows of it
     origins: dict[int, list] = {}                        # id(object) -> [result key, index] it came from
     rendered_now: set[str | None] = set()                # clusters with a render of this run (helm or kustomize)
+    unkeyed: set[str | None] = set()                     # ... one of which no result entry holds
 
     top: list[Manifest] = []
     generated_apps: list[Manifest] = []   # what ApplicationSets create: checked like Applications in files
@@ -367,7 +370,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                     # after a values error, the valid part of the values still renders (partialrender.py)
                     part = req if ok else _partialrender().valid_part(repo, req)
                     if rkey and in_scope and ok:  # only what this run checks in full is stored (a partial render is not)
-                        fresh[id(req)] = _Fresh(rkey, vf, ok)
+                        fresh[id(req)] = _Fresh(rkey, vf, ok, cluster=a.cluster)
                     if part is not None:
                         jobs.append((a, part, req))
                         # an app of a path-scoped run rendered in full gets kubeconform's verdicts in the
@@ -381,6 +384,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                     else:
                         unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
             rendered_now.update(a.cluster for a, *_ in jobs + kjobs)
+            unkeyed.update([a.cluster for a, _, req in jobs if id(req) not in fresh] + [a.cluster for a, _ in kjobs])
             results = [f.result() for f in renders]
             do_kustomize = partial(kustomize.render, repo, kustomize=tool("kustomize") if kjobs else "",
                                    cache_dir=cache.directory if cache else None)
@@ -456,6 +460,7 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
     only = {k: o.cross for k, o in cached_objects.items()}
     record: dict[int, tuple[list[Finding], list[str]]] | None = {} if fresh_ids else None
     budgets = []
+    later: list[tuple[str | None, list[Manifest], Context, list[Finding]]] = []   # keyed once the entries are stored
     for cluster, objs in by_cluster.items():
         ctx = contexts[cluster]
         mine = [m for m in objs if scope.keeps(_app_of(m), m.file)]
@@ -473,6 +478,8 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             found += [f for f in policy.evaluate_cluster(ctx, config.severities, repo=repo) if scope.keeps(f.app, f.file)]
             if stored and ckey:
                 stored.put_findings(ckey, found)
+            elif stored and scope.apps is None and cluster in rendered_now and cluster not in unkeyed:
+                later.append((cluster, objs, ctx, found))
         findings += found
         b = budget(ctx)
         if b is not None:
@@ -483,8 +490,15 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
             objs = [resultcache.Object(m.doc, m.file, None if m.kind.lower() in crd_kinds else schema_of[id(m)], *record[id(m)],
                                        _stored_references(m))
                     for m in item.manifests if record is not None and id(m) in record and id(m) in schema_of]
-            if len(objs) == len(item.manifests):  # every object checked in full by this run
-                stored.put(item.key, resultcache.Entry(item.values, item.rendered, item.render, objs))
+            # every object checked in full by this run, and stored: the next run finds them there
+            if len(objs) == len(item.manifests) and stored.put(item.key, resultcache.Entry(item.values, item.rendered,
+                                                                                             item.render, objs)):
+                origins.update((id(m), [item.key, i]) for i, m in enumerate(item.manifests))
+            else:
+                unkeyed.add(item.cluster)
+        for cluster, objs, ctx, found in later:
+            _store_fresh_cluster(stored, cluster, objs, ctx, found, record or {}, fresh_ids, unkeyed, origins, file_ids,
+                                 version_of(cluster), disc, repo, facts)
     if cache:
         cache.save_digests()
         cache.evict()
@@ -538,9 +552,10 @@ def _cluster_key(stored: resultcache.ResultCache, cluster: str | None, objs: lis
     """The key of a cluster's cross-object and cluster-wide findings: what its Context holds, by
     where each object came from (a result-cache entry, or the bytes of the repository file it was
     read from), its facts, value files and unrendered apps. None (evaluate, store nothing) when an
-    object came from anywhere else: a fresh render, kustomize, the Argo CD install, an
-    ApplicationSet's generators (and the caller asks for none when the cluster had a render of
-    this run, even one that gave no object)."""
+    object came from anywhere else: a render no result entry holds, kustomize, the Argo CD
+    install, an ApplicationSet's generators (and the caller asks for none when the cluster had
+    such a render, even one that gave no object). A render of this run counts once its entry is
+    stored (``_store_fresh_cluster``)."""
     read: dict[str, str] = {}
     parts: list = []
     for m in objs:
@@ -572,6 +587,24 @@ def _stored_references(m: Manifest) -> list | None:
         return None
 
 
+def _store_fresh_cluster(stored: resultcache.ResultCache, cluster: str | None, objs: list[Manifest], ctx: Context,
+                         found: list[Finding], record: dict[int, tuple[list[Finding], list[str]]], fresh_ids: set[int],
+                         unkeyed: set[str | None], origins: dict[int, list], file_ids: set[int], version: str,
+                         disc: discover.Discovery, repo: Path, facts: dict) -> None:
+    """Store a whole-repository run's findings of a cluster that had renders of this run, once
+    every render's result entry is stored: under the key the next run makes from those entries
+    (``origins`` holds them now), the findings that run would compute from the cache. That is
+    ``found`` without the rendered objects' own findings (``record``: the rules that read only the
+    object, which their entries hold and the next run reads from there instead of running them)."""
+    if cluster in unkeyed:   # a render no entry holds: the next run renders it again, evaluates
+        return
+    ckey = _cluster_key(stored, cluster, objs, origins, file_ids, version, disc, ctx, repo, facts)
+    if ckey is None:
+        return
+    own = {id(f) for m in objs if id(m) in fresh_ids for f in record[id(m)][0]}
+    stored.put_findings(ckey, [f for f in found if id(f) not in own])
+
+
 @dataclass
 class _Fresh:
     """A render of this run (not from the result cache), whose results are stored at the end."""
@@ -580,6 +613,7 @@ class _Fresh:
     rendered: bool
     render: list[Finding] = field(default_factory=list)
     manifests: list[Manifest] = field(default_factory=list)
+    cluster: str | None = None
 
 
 def _result_cache(opts: Options, cache: RenderCache, kubeconform: str, root: Path, versions: set[str]) -> resultcache.ResultCache:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import helmrenderer, tools
 from .findings import Finding, Severity
-from .model import CLUSTER_SCOPED, Manifest
+from .model import CLUSTER_SCOPED, Manifest, no_objects
 from .rendercache import SUFFIX, RenderCache
 from .yamlio import YamlProblem, load_all, split_stream
 
@@ -197,6 +197,8 @@ def parse_rendered(text: str, req: RenderRequest) -> tuple[list[Manifest], list[
                                         "rendered a document that is not a mapping", file, None, app=req.app))
                 continue
             doc = d.data
+            if no_objects(doc):   # an empty List: zero objects, as Argo CD reads it
+                continue
             meta = doc.get("metadata")
             if isinstance(meta, dict) and not meta.get("namespace") and doc.get("kind") not in CLUSTER_SCOPED:
                 meta["namespace"] = req.namespace  # Argo CD applies it in the destination namespace

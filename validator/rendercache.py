@@ -300,14 +300,16 @@ class RenderCache:
         except (OSError, UnicodeDecodeError):
             return None  # a damaged entry is a miss; the put that follows replaces it
 
-    def put_file(self, path: Path | str, text: str) -> None:
-        """Atomically: a unique temporary name in the same folder, then os.replace."""
+    def put_file(self, path: Path | str, text: str) -> bool:
+        """Atomically: a unique temporary name in the same folder, then os.replace. Whether it was written."""
         if not self.enabled:
-            return
+            return False
         try:
             write_atomic(self.directory, path, text)
         except OSError as e:
             self._disable(e)
+            return False
+        return True
 
     def evict(self) -> int:
         """Past its bound, remove the least recently used entries down to ``LOW_WATER`` of it; how many went.

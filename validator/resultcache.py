@@ -20,7 +20,9 @@ run before).
 Beside them, per cluster of a whole-repository run: the findings of the rules that read other
 objects (the cross-object rules of every object, the install's rules, the cluster-wide sums), under
 a key made of every result key the cluster's objects came from and the bytes of the files its Argo
-CD objects were read from (``cluster_key``): a warm run whose every app hit runs no policy rule.
+CD objects were read from (``cluster_key``): a warm run whose every app hit runs no policy rule. A
+run with renders of its own (the cold run) stores them too, once its entries are stored, without
+the rendered objects' own findings (those are in the entries): the first warm run hits.
 
 Beside them too, for ``schema.check_values``: that a chart's values.schema.json passed jsonschema's
 metaschema and ``$ref`` checks (by the chart's files), and the errors of merged values against it
@@ -261,15 +263,17 @@ class ResultCache:
         except Exception:  # noqa: BLE001 - a damaged or foreign entry is a miss, recomputed and replaced
             return None
 
-    def put(self, key: str, entry: Entry) -> None:
+    def put(self, key: str, entry: Entry) -> bool:
+        """Store ``entry`` under ``key``; whether it was (a run keys its clusters' findings by the
+        entries it stored: pipeline._cluster_key)."""
         try:
             text = entry.dump()
-            # what does not come back as it went in (a type JSON does not keep) is not cached
+            # what does not come back as it went in (a type JSON does not keep, a NaN) is not cached
             if [o.doc for o in Entry.load(text).objects] != [o.doc for o in entry.objects]:
-                return
+                return False
         except (TypeError, ValueError, KeyError, RecursionError):
-            return
-        self.renders.put_file(self.renders.directory / f"{key}{SUFFIX}", text)
+            return False
+        return self.renders.put_file(self.renders.directory / f"{key}{SUFFIX}", text)
 
     # --- kubeconform's verdict on one object (schema.check_objects) --------------------------
 
