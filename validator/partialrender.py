@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import yaml
 
 from . import schema
 from .model import MISSING, at_path
+from .record import replace
 from .render import RenderRequest
 from .yamlio import YamlProblem, load_all
 

@@ -12,13 +12,14 @@ import gc
 import re
 from contextlib import contextmanager
 from functools import lru_cache
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
+
+from .record import Record
 
 try:  # the C parser is several times faster on rendered manifests
     from yaml import CSafeLoader as _BaseLoader
@@ -59,12 +60,17 @@ class YamlProblem(Exception):
         self.rule, self.message, self.line = rule, message, line
 
 
-@dataclass
-class Document:
+class Document(Record):
     data: Any
     node: Node | None
     line: int  # 1-based line where the document starts in its file
-    offset: int = 0  # lines before the text this node graph was parsed from
+    offset: int      # lines before the text this node graph was parsed from
+
+    def __init__(self, data: Any, node: Node | None, line: int, offset: int = 0) -> None:
+        self.data = data
+        self.node = node
+        self.line = line
+        self.offset = offset
 
     def line_of(self, path: tuple | list) -> int | None:
         """Line of the value at ``path`` (keys and list indexes); the deepest existing parent's
@@ -343,11 +349,15 @@ _SEPARATOR = re.compile(r"^---(?:\s.*)?$")
 _SOURCE = re.compile(r"^# Source: (.+)$")
 
 
-@dataclass
-class Chunk:
+class Chunk(Record):
     text: str
     first_line: int
     source: str | None  # helm's "# Source:" comment
+
+    def __init__(self, text: str, first_line: int, source: str | None) -> None:
+        self.text = text
+        self.first_line = first_line
+        self.source = source
 
 
 def split_stream(text: str) -> list[Chunk]:
