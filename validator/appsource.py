@@ -8,8 +8,6 @@ import posixpath
 import re
 from pathlib import Path
 
-import yaml
-
 from . import confine
 from .config import Config
 from .discover import is_local_repo, manifests_from_file, misspelt_repo_url
@@ -18,6 +16,7 @@ from .kustomize import KustomizeRequest, kustomization_file
 from .model import CLUSTER_SCOPED, Manifest, dig, mapping, sequence
 from .record import Record
 from .render import RenderRequest, build_env, envsubst
+from .yamlio import yaml
 
 
 class Target(Record):

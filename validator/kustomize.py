@@ -28,15 +28,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import rendercache, tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
 from .discover import read_yaml
 from .record import Record
 from .render import envsubst, inside
-from .yamlio import Document
+from .yamlio import Document, yaml
 
 try:  # the C parser: Argo CD's own install is ~2 MB of YAML
     from yaml import CSafeLoader as _FastLoader
@@ -561,8 +559,9 @@ def _documents(text: str, req: KustomizeRequest) -> list[dict]:
 
 @functools.lru_cache(maxsize=256)
 def _origin(text: str) -> Any:
-    """An origin annotation, parsed once per text (the objects of one file share it; read, never changed)."""
-    return yaml.safe_load(text) or {}
+    """An origin annotation, parsed once per text (the objects of one file share it; read, never changed).
+    kustomize wrote it: the C parser, as for the objects (PyYAML's own reader costs a regex compile)."""
+    return yaml.load(text, Loader=_FastLoader) or {}
 
 
 def _built(docs: list[dict], req: KustomizeRequest) -> list[tuple[Any, dict]]:

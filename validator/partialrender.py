@@ -22,13 +22,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import schema
 from .model import MISSING, at_path
 from .record import replace
 from .render import RenderRequest
-from .yamlio import YamlProblem, load_all
+from .yamlio import YamlProblem, load_all, yaml
 
 #: Rounds of "validate, fall back at the refused paths": each round fixes at least one path.
 MAX_ROUNDS = 10
