@@ -77,6 +77,8 @@ def test_a_warm_run_imports_no_jsonschema_and_a_bad_config_is_still_refused(repo
     assert not {m for m in warm_modules if m.split(".")[0] in ("jsonschema", "referencing")}, warm_modules
     # nor what only a render (a thread pool, and the logging it imports) or a schema build needs
     assert not warm_modules & {"concurrent.futures", "logging", "zipfile", "difflib"}, warm_modules
+    # nor dataclasses (record.py) and what it loads
+    assert not warm_modules & {"dataclasses", "inspect", "ast"}, warm_modules
     config = repo_copy / ".gitops-validator.yaml"
     config.write_text(config.read_text() + "limits:\n  deadlineSeconds: soon\n")
     bad, _ = run()
@@ -136,3 +138,32 @@ def test_a_path_scoped_run_checks_only_the_values_of_apps_in_scope(tmp_path, mon
     scoped = run("clusters/minikube/values/frontend1.yaml")
     assert checked == ["frontend1"]
     assert not [f for f in scoped if f.severity.value == "error"], scoped
+
+
+def test_pyyamls_reader_regex_is_compiled_on_first_use_and_finds_what_pyyamls_does(repo_copy, tmp_path):
+    """yamlio defers the regular expression PyYAML's pure-Python reader compiles at import (a tenth
+    of a warm run): a warm run never compiles it, and compiled on first use it is PyYAML's own."""
+    import re
+
+    import yaml
+    import yaml.reader
+
+    from gitops_validate import yamlio
+
+    env = tool_env() | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache")}
+    code = ("import sys; from gitops_validate.cli import main; code = main(sys.argv[1:]); import yaml.reader; "
+            "p = yaml.reader.Reader.NON_PRINTABLE; print(type(p).__name__, getattr(p, '_compiled', 'real'))")
+    for _ in range(2):   # cold, then warm
+        p = subprocess.run([sys.executable, "-c", code, "--repo", str(repo_copy)], env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines()[-1] == "_CompiledOnFirstUse None", p.stdout
+    # the stand-in has PyYAML's pattern (else the import compiled PyYAML's own) and finds what it finds
+    assert yaml.reader.Reader.NON_PRINTABLE.pattern == yamlio._NON_PRINTABLE
+    real, deferred = re.compile(yamlio._NON_PRINTABLE), yamlio._CompiledOnFirstUse(yamlio._NON_PRINTABLE)
+    for text in ("plain: text\n", "tab\tand\r\n", "bell \x07", "nul \x00", "del \x7f", "nel \x85 ok", "\x9f",
+                 "bom \ufeff", "\ufffe", "\uffff", "surrogate \ud800", "astral \U0001f600", "é \u2028"):
+        assert [m.span() for m in deferred.finditer(text)] == [m.span() for m in real.finditer(text)], repr(text)
+    with pytest.raises(yaml.reader.ReaderError, match="#x0007"):
+        yaml.safe_load("a: \x07")
+    assert not any(v is yamlio._deferred for c in (getattr(re, "_cache", {}), getattr(re, "_cache2", {})) for v in c.values())

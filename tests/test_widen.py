@@ -14,13 +14,13 @@ the ServiceAccount and NetworkPolicy readers are not, before as after.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import synth
 from gitops_validate import resultcache
+from gitops_validate.record import replace
 from test_incremental import code_at, old
 from test_resultcache import cache_env, edit, plant, validate
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from . import confine
 from .config import Config
@@ -17,11 +14,12 @@ from .discover import is_local_repo, manifests_from_file, misspelt_repo_url
 from .findings import Finding, Severity
 from .kustomize import KustomizeRequest, kustomization_file
 from .model import CLUSTER_SCOPED, Manifest, dig, mapping, sequence
+from .record import Record
 from .render import RenderRequest, build_env, envsubst
+from .yamlio import yaml
 
 
-@dataclass
-class Target:
+class Target(Record):
     """Where an Application renders: cluster facts it is checked against."""
     cluster: str | None
     kube_version: str
@@ -29,25 +27,47 @@ class Target:
     revision: str
     #: for an Application rendered by a parent chart: the parent's value files, where the
     #: settings it was rendered from are written (findings point there, with a line)
-    hint_files: tuple[str, ...] = ()
+    hint_files: tuple[str, ...]
     #: Argo CD's pinned release manifests (.tools/argocd), for a kustomization that names them
-    argocd_dir: Path | None = None
+    argocd_dir: Path | None
     #: argocd-cm kustomize.buildOptions (none by default)
-    kustomize_build_options: tuple[str, ...] = ()
+    kustomize_build_options: tuple[str, ...]
     #: source path -> the symlinks under it that leave the repo, shared by the run's Targets: apps
     #: that render one chart scan it once
-    links_out: dict[str, list[str]] = field(default_factory=dict)
+    links_out: dict[str, list[str]]
     #: whether a repo path resolves inside the repo, each folder resolved once: shared like ``links_out``
-    within: confine.Within | None = None
+    within: confine.Within | None
+
+    def __init__(self, cluster: str | None, kube_version: str, api_versions: tuple[str, ...], revision: str,
+                 hint_files: tuple[str, ...] = (), argocd_dir: Path | None = None,
+                 kustomize_build_options: tuple[str, ...] = (), links_out: dict[str, list[str]] | None = None,
+                 within: confine.Within | None = None) -> None:
+        self.cluster = cluster
+        self.kube_version = kube_version
+        self.api_versions = api_versions
+        self.revision = revision
+        self.hint_files = hint_files
+        self.argocd_dir = argocd_dir
+        self.kustomize_build_options = kustomize_build_options
+        self.links_out = {} if links_out is None else links_out
+        self.within = within
 
 
-@dataclass
-class Prepared:
-    requests: list[RenderRequest] = field(default_factory=list)
-    kustomize: list[KustomizeRequest] = field(default_factory=list)
-    manifests: list[Manifest] = field(default_factory=list)   # plain-directory sources
-    findings: list[Finding] = field(default_factory=list)
-    paths: set[str] = field(default_factory=set)               # repo paths the app reads
+class Prepared(Record):
+    requests: list[RenderRequest]
+    kustomize: list[KustomizeRequest]
+    manifests: list[Manifest]          # plain-directory sources
+    findings: list[Finding]
+    paths: set[str]                    # repo paths the app reads
+
+    def __init__(self, requests: list[RenderRequest] | None = None, kustomize: list[KustomizeRequest] | None = None,
+                 manifests: list[Manifest] | None = None, findings: list[Finding] | None = None,
+                 paths: set[str] | None = None) -> None:
+        self.requests = [] if requests is None else requests
+        self.kustomize = [] if kustomize is None else kustomize
+        self.manifests = [] if manifests is None else manifests
+        self.findings = [] if findings is None else findings
+        self.paths = set() if paths is None else paths
 
 
 def _sources(spec: dict) -> list[tuple[tuple, dict]]:

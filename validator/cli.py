@@ -11,7 +11,7 @@ import os
 import sys
 
 # Only argparse here: `--help` and `--version` must start fast (tests/test_performance.py). Everything
-# else (the pipeline, yaml, jsonschema, the rules, even dataclasses, subprocess and pathlib) is
+# else (the pipeline, yaml, jsonschema, the rules, subprocess and pathlib) is
 # imported after the arguments parsed.
 from . import CONFIG_NAME, __version__
 
@@ -124,10 +124,10 @@ def _main(argv: list[str], args: argparse.Namespace | None) -> int:
         for rule in REGISTRY.values():
             print(f"{rule.id:<38} {rule.severity.value:<8} {rule.summary}")
         return EXIT_OK
-    import dataclasses
     from pathlib import Path
     from . import config as config_mod, confine, pipeline, rendercache, report, suppress
     from .findings import Severity
+    from .record import replace
     from .rules.capacity import format_table
     from .schemastore import normalize_version
     err = sys.stderr
@@ -156,8 +156,8 @@ def _main(argv: list[str], args: argparse.Namespace | None) -> int:
             print(f"gitops-validate: --kubernetes-version: {e}", file=err)
             return EXIT_CANNOT_RUN
     if args.deadline or args.render_timeout:
-        cfg.limits = dataclasses.replace(cfg.limits, deadline=args.deadline or cfg.limits.deadline,
-                                         render_timeout=args.render_timeout or cfg.limits.render_timeout)
+        cfg.limits = replace(cfg.limits, deadline=args.deadline or cfg.limits.deadline,
+                             render_timeout=args.render_timeout or cfg.limits.render_timeout)
     cache_dir = None if args.no_cache else rendercache.default_dir(repo)
     opts = pipeline.Options(
         repo=repo, config=cfg,

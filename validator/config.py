@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import CONFIG_NAME as DEFAULT_NAME
 from .findings import Severity
+from .record import Frozen, Record
 
 DEFAULT_KUBERNETES_VERSION = "1.35.0"
 
@@ -72,20 +72,26 @@ class ConfigError(Exception):
     pass
 
 
-@dataclass
-class ClusterConfig:
+class ClusterConfig(Record):
     path: str
-    external_secrets: list[dict] = field(default_factory=list)
+    external_secrets: list[dict]
+
+    def __init__(self, path: str, external_secrets: list[dict] | None = None) -> None:
+        self.path = path
+        self.external_secrets = [] if external_secrets is None else external_secrets
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Frozen):
     """Every bound on a run, with its default (documented in docs/guarantees.md)."""
-    max_app_depth: int = 10          # levels of app-of-apps below an Application in a file
-    max_applications: int = 1000     # Applications in one run, from files, charts and ApplicationSets
-    deadline: float = 600            # seconds for the whole run
-    render_timeout: float = 90       # seconds per helm template (Argo CD's ARGOCD_EXEC_TIMEOUT default)
-    cache_max_mb: float = 100        # render cache size; least recently used entries go first
+    max_app_depth: int               # levels of app-of-apps below an Application in a file
+    max_applications: int            # Applications in one run, from files, charts and ApplicationSets
+    deadline: float                  # seconds for the whole run
+    render_timeout: float            # seconds per helm template (Argo CD's ARGOCD_EXEC_TIMEOUT default)
+    cache_max_mb: float              # render cache size; least recently used entries go first
+
+    def __init__(self, max_app_depth: int = 10, max_applications: int = 1000, deadline: float = 600,
+                 render_timeout: float = 90, cache_max_mb: float = 100) -> None:
+        self._assign(max_app_depth, max_applications, deadline, render_timeout, cache_max_mb)
 
     @classmethod
     def of(cls, data: dict) -> "Limits":
@@ -95,18 +101,34 @@ class Limits:
         return cls(**{names[k]: v for k, v in data.items()})
 
 
-@dataclass
-class Config:
-    repo_urls: tuple[str, ...] = ()
-    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
-    schema_dir: str | None = None
-    allowed_registries: tuple[str, ...] = ()
-    severities: dict[str, Severity | None] = field(default_factory=dict)
-    exclude: tuple[str, ...] = ()
-    rule_exclude: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    clusters: dict[str, ClusterConfig] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
-    source: str | None = None
+class Config(Record):
+    repo_urls: tuple[str, ...]
+    kubernetes_version: str
+    schema_dir: str | None
+    allowed_registries: tuple[str, ...]
+    severities: dict[str, Severity | None]
+    exclude: tuple[str, ...]
+    rule_exclude: dict[str, tuple[str, ...]]
+    clusters: dict[str, ClusterConfig]
+    limits: Limits
+    source: str | None
+
+    def __init__(self, repo_urls: tuple[str, ...] = (), kubernetes_version: str = DEFAULT_KUBERNETES_VERSION,
+                 schema_dir: str | None = None, allowed_registries: tuple[str, ...] = (),
+                 severities: dict[str, Severity | None] | None = None, exclude: tuple[str, ...] = (),
+                 rule_exclude: dict[str, tuple[str, ...]] | None = None,
+                 clusters: dict[str, ClusterConfig] | None = None, limits: Limits | None = None,
+                 source: str | None = None) -> None:
+        self.repo_urls = repo_urls
+        self.kubernetes_version = kubernetes_version
+        self.schema_dir = schema_dir
+        self.allowed_registries = allowed_registries
+        self.severities = {} if severities is None else severities
+        self.exclude = exclude
+        self.rule_exclude = {} if rule_exclude is None else rule_exclude
+        self.clusters = {} if clusters is None else clusters
+        self.limits = Limits() if limits is None else limits
+        self.source = source
 
 
 def normalize_url(url: str) -> str:

@@ -14,7 +14,6 @@ import functools
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,6 +21,7 @@ from . import confine, tools
 from .config import Config, normalize_url
 from .findings import Finding, Severity
 from .model import ClusterFacts, Manifest, dig, mapping, no_objects, sequence
+from .record import Record
 from .render import inside
 from .yamlio import YamlProblem, decode, load_all
 
@@ -80,12 +80,18 @@ def manifests_from_file(repo: Path, rel: str) -> tuple[list[Manifest], list[Find
     return [Manifest(d.data, rel, d.line, yaml=d) for d in docs if isinstance(d.data, dict) and not no_objects(d.data)], findings
 
 
-@dataclass
-class Discovery:
+class Discovery(Record):
     argo: list[Manifest]          # Application, ApplicationSet, AppProject objects read from files
     clusters: dict[str, ClusterFacts]
     chart_dirs: set[str]
     findings: list[Finding]
+
+    def __init__(self, argo: list[Manifest], clusters: dict[str, ClusterFacts], chart_dirs: set[str],
+                 findings: list[Finding]) -> None:
+        self.argo = argo
+        self.clusters = clusters
+        self.chart_dirs = chart_dirs
+        self.findings = findings
 
 
 def may_hold_argo(raw: bytes) -> bool:

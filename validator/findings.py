@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from enum import Enum
+
+from .record import Frozen, Record
 
 #: A finding's message is cut to this many lines and characters (a helm stack dump of 190 lines
 #: becomes its first lines and "… N more lines"): reports stay readable and bounded.
@@ -41,12 +42,15 @@ class Severity(str, Enum):
     WARNING = "warning"
 
 
-@dataclass(frozen=True)
-class ObjectRef:
+class ObjectRef(Frozen):
+    __slots__ = ("apiVersion", "kind", "namespace", "name")
     apiVersion: str
     kind: str
     namespace: str | None
     name: str
+
+    def __init__(self, apiVersion: str, kind: str, namespace: str | None, name: str) -> None:
+        self._assign(apiVersion, kind, namespace, name)
 
     @classmethod
     def of(cls, doc: dict) -> "ObjectRef":
@@ -60,14 +64,17 @@ class ObjectRef:
         return f"{self.kind} {ns}{self.name}"
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(Frozen):
     """A second place a finding is about (SARIF ``relatedLocations``): the template that renders
     a value, the object that reads a declared Secret key. ``label`` says what it is, as in
     "rendered by apps/x/templates/deployment.yaml:40"."""
+    __slots__ = ("file", "line", "label")
     file: str
     line: int | None
     label: str
+
+    def __init__(self, file: str, line: int | None, label: str) -> None:
+        self._assign(file, line, label)
 
     def __str__(self) -> str:
         return f"{self.label} {self.file}" + (f":{self.line}" if self.line else "")
@@ -76,22 +83,24 @@ class Location:
         return {"file": self.file, "line": self.line, "label": self.label}
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Frozen):
+    __slots__ = ("rule", "severity", "message", "file", "line", "object", "app", "related")
     rule: str
     severity: Severity
     message: str
-    file: str | None = None
-    line: int | None = None
-    object: ObjectRef | None = None
-    app: str | None = None
+    file: str | None
+    line: int | None
+    object: ObjectRef | None
+    app: str | None
     #: other places the finding is about (provenance.py): not part of its identity in a baseline
-    related: tuple[Location, ...] = ()
+    related: tuple[Location, ...]
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.message, str) or len(self.message) > MAX_MESSAGE_CHARS or \
-                self.message.count("\n") >= MAX_MESSAGE_LINES:
-            object.__setattr__(self, "message", bounded(str(self.message)))
+    def __init__(self, rule: str, severity: Severity, message: str, file: str | None = None,
+                 line: int | None = None, object: ObjectRef | None = None, app: str | None = None,
+                 related: tuple[Location, ...] = ()) -> None:
+        if not isinstance(message, str) or len(message) > MAX_MESSAGE_CHARS or message.count("\n") >= MAX_MESSAGE_LINES:
+            message = bounded(str(message))
+        self._assign(rule, severity, message, file, line, object, app, related)
 
     def as_dict(self) -> dict:
         return {
@@ -121,23 +130,33 @@ class Finding:
         return (self.file or "\uffff", self.line or 0, self.rule, self.message)
 
 
-@dataclass
-class Problem:
+class Problem(Record):
     """What a rule reports: the message, and optionally the field path it is about.
 
     The policy stage turns a Problem into a Finding (rule id, severity, location, object).
     """
+    __slots__ = ("message", "path", "at", "related", "also", "label", "rule")
     message: str
-    path: tuple = field(default_factory=tuple)
+    path: tuple
     #: another object (a Manifest) whose file the path is in, e.g. the AppProject that refuses an app
-    at: object = None
+    at: object
     #: other fields the problem is about (a limit, for a request above it), for provenance
-    related: tuple = field(default_factory=tuple)
+    related: tuple
     #: other places the same problem can be fixed, as (Manifest, path, label) or (Location, None,
     #: label) for a line of a file we read (a cluster fact): the finding points at the first place
     #: an override set, the others become related locations (provenance.py)
-    also: tuple = field(default_factory=tuple)
+    also: tuple
     #: what the problem's own place is, when the finding points elsewhere ("read by")
-    label: str = "found at"
+    label: str
     #: a sibling rule id to report under (refs/not-checked from refs/in-cluster-url's check)
-    rule: str | None = None
+    rule: str | None
+
+    def __init__(self, message: str, path: tuple = (), at: object = None, related: tuple = (), also: tuple = (),
+                 label: str = "found at", rule: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.at = at
+        self.related = related
+        self.also = also
+        self.label = label
+        self.rule = rule

@@ -25,18 +25,16 @@ import posixpath
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from . import rendercache, tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest
 from .discover import read_yaml
+from .record import Record
 from .render import envsubst, inside
-from .yamlio import Document
+from .yamlio import Document, yaml
 
 try:  # the C parser: Argo CD's own install is ~2 MB of YAML
     from yaml import CSafeLoader as _FastLoader
@@ -71,37 +69,65 @@ def is_remote(entry: str) -> bool:
     return "://" in entry or entry.startswith(("git@", "github.com/", "gitlab.com/", "bitbucket.org/"))
 
 
-@dataclass
-class KustomizeRequest:
+class KustomizeRequest(Record):
     app: str
     path: str                         # repo-relative kustomization directory
     namespace: str                    # destination namespace, for namespaced objects without one
-    options: dict = field(default_factory=dict)   # spec.source.kustomize
-    env: dict[str, str] = field(default_factory=dict)  # ARGOCD_APP_* for envsubst
-    build_options: tuple[str, ...] = ()
-    cluster: str | None = None
-    origin: Manifest | None = None    # the Application (None for the cluster's Argo CD install)
-    where: tuple = ()                 # the source's path inside the Application
-    argocd_dir: Path | None = None    # pinned Argo CD release manifests (.tools/argocd)
+    options: dict                     # spec.source.kustomize
+    env: dict[str, str]               # ARGOCD_APP_* for envsubst
+    build_options: tuple[str, ...]
+    cluster: str | None
+    origin: Manifest | None           # the Application (None for the cluster's Argo CD install)
+    where: tuple                      # the source's path inside the Application
+    argocd_dir: Path | None           # pinned Argo CD release manifests (.tools/argocd)
+
+    def __init__(self, app: str, path: str, namespace: str, options: dict | None = None,
+                 env: dict[str, str] | None = None, build_options: tuple[str, ...] = (), cluster: str | None = None,
+                 origin: Manifest | None = None, where: tuple = (), argocd_dir: Path | None = None) -> None:
+        self.app = app
+        self.path = path
+        self.namespace = namespace
+        self.options = {} if options is None else options
+        self.env = {} if env is None else env
+        self.build_options = build_options
+        self.cluster = cluster
+        self.origin = origin
+        self.where = where
+        self.argocd_dir = argocd_dir
 
 
-@dataclass
-class Rendered:
+class Rendered(Record):
     request: KustomizeRequest
     manifests: list[Manifest]
     findings: list[Finding]
     cached: bool
-    paths: set[str] = field(default_factory=set)   # repo files the build read
+    paths: set[str]                   # repo files the build read
+
+    def __init__(self, request: KustomizeRequest, manifests: list[Manifest], findings: list[Finding], cached: bool,
+                 paths: set[str] | None = None) -> None:
+        self.request = request
+        self.manifests = manifests
+        self.findings = findings
+        self.cached = cached
+        self.paths = set() if paths is None else paths
 
 
-@dataclass
-class _Tree:
+class _Tree(Record):
     """The kustomization directories a build reaches, and how to make them buildable offline."""
-    dirs: list[str] = field(default_factory=list)
-    remote: dict[str, dict[str, Path]] = field(default_factory=dict)   # kustomization file -> url -> local
-    entry_lines: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # local name -> where it was named
-    findings: list[Finding] = field(default_factory=list)
-    ok: bool = True
+    dirs: list[str]
+    remote: dict[str, dict[str, Path]]                # kustomization file -> url -> local
+    entry_lines: dict[str, tuple[str, int | None]]    # local name -> where it was named
+    findings: list[Finding]
+    ok: bool
+
+    def __init__(self, dirs: list[str] | None = None, remote: dict[str, dict[str, Path]] | None = None,
+                 entry_lines: dict[str, tuple[str, int | None]] | None = None, findings: list[Finding] | None = None,
+                 ok: bool = True) -> None:
+        self.dirs = [] if dirs is None else dirs
+        self.remote = {} if remote is None else remote
+        self.entry_lines = {} if entry_lines is None else entry_lines
+        self.findings = [] if findings is None else findings
+        self.ok = ok
 
 
 def _read(repo: Path, rel: str) -> tuple[list[Document], Finding | None]:
@@ -533,8 +559,9 @@ def _documents(text: str, req: KustomizeRequest) -> list[dict]:
 
 @functools.lru_cache(maxsize=256)
 def _origin(text: str) -> Any:
-    """An origin annotation, parsed once per text (the objects of one file share it; read, never changed)."""
-    return yaml.safe_load(text) or {}
+    """An origin annotation, parsed once per text (the objects of one file share it; read, never changed).
+    kustomize wrote it: the C parser, as for the objects (PyYAML's own reader costs a regex compile)."""
+    return yaml.load(text, Loader=_FastLoader) or {}
 
 
 def _built(docs: list[dict], req: KustomizeRequest) -> list[tuple[Any, dict]]:

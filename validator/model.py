@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .findings import ObjectRef
+from .record import Record
 if TYPE_CHECKING:  # annotations only: `--list-rules` does not load yaml
     from .yamlio import Document
 
@@ -74,22 +74,37 @@ def at_path(value: Any, path: tuple, default: Any = None) -> Any:
     return value
 
 
-@dataclass
-class Manifest:
+class Manifest(Record):
     """One Kubernetes object: rendered by helm, read from a repo file, or given with --manifests."""
+    __slots__ = ("doc", "file", "line", "app", "cluster", "yaml", "values", "hints", "json_text")
+    _not_compared = ("json_text",)
     doc: dict
-    file: str | None = None          # repo-relative file it was read from, or the chart template
-    line: int | None = None          # only when ``file`` is a file we read ourselves
-    app: str | None = None
-    cluster: str | None = None
-    yaml: Document | None = None     # node graph, for line numbers inside a file we read
+    file: str | None                 # repo-relative file it was read from, or the chart template
+    line: int | None                 # only when ``file`` is a file we read ourselves
+    app: str | None
+    cluster: str | None
+    yaml: Document | None            # node graph, for line numbers inside a file we read
     #: for a rendered object: where its scalar fields were set in the values (provenance.ValueIndex)
-    values: Any = None
+    values: Any
     #: for an object rendered by helm: the value files it was rendered from (where a finding
     #: without a line of its own may find the setting that caused it)
-    hints: tuple[str, ...] = ()
-    #: the object as ``schema.as_json`` writes it, when a cache kept it (kustomize.py); else None
-    json_text: str | None = field(default=None, repr=False, compare=False)
+    hints: tuple[str, ...]
+    #: the object as ``schema.as_json`` writes it, when a cache kept it (kustomize.py); else None.
+    #: Derived from ``doc``: not compared, not shown
+    json_text: str | None
+
+    def __init__(self, doc: dict, file: str | None = None, line: int | None = None, app: str | None = None,
+                 cluster: str | None = None, yaml: Document | None = None, values: Any = None,
+                 hints: tuple[str, ...] = (), json_text: str | None = None) -> None:
+        self.doc = doc
+        self.file = file
+        self.line = line
+        self.app = app
+        self.cluster = cluster
+        self.yaml = yaml
+        self.values = values
+        self.hints = hints
+        self.json_text = json_text
 
     @property
     def kind(self) -> str:
@@ -142,23 +157,38 @@ class Manifest:
         return "helm.sh/hook" in self.annotations or "argocd.argoproj.io/hook" in self.annotations
 
 
-@dataclass
-class ClusterFacts:
+class ClusterFacts(Record):
     name: str
-    kubernetes_version: str | None = None
-    capacity: dict = field(default_factory=dict)
+    kubernetes_version: str | None
+    capacity: dict
     #: (namespace, name) -> keys of Secrets created outside git
-    external_secrets: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
-    directory: str | None = None  # repo-relative folder (clusters/<name>)
-    capacity_lines: dict[str, int] = field(default_factory=dict)  # capacity key -> line in cluster.yaml
+    external_secrets: dict[tuple[str, str], frozenset[str]]
+    directory: str | None         # repo-relative folder (clusters/<name>)
+    capacity_lines: dict[str, int]  # capacity key -> line in cluster.yaml
     #: (namespace, name) -> key (or "" for the entry) -> line in cluster.yaml ``externalSecrets``
-    external_secret_lines: dict[tuple[str, str], dict[str, int | None]] = field(default_factory=dict)
+    external_secret_lines: dict[tuple[str, str], dict[str, int | None]]
     #: the kustomization that installs Argo CD into this cluster (cluster.yaml ``argocdInstall``)
-    argocd_install: str | None = None
+    argocd_install: str | None
     #: AppProjects that exist in the cluster without being in the repo (cluster.yaml ``existingProjects``)
-    existing_projects: frozenset[str] = frozenset()
+    existing_projects: frozenset[str]
     #: projects an app-of-apps may give its children (cluster.yaml ``appOfAppsProjects``); None: any but `default`
-    app_of_apps_projects: frozenset[str] | None = None
+    app_of_apps_projects: frozenset[str] | None
+
+    def __init__(self, name: str, kubernetes_version: str | None = None, capacity: dict | None = None,
+                 external_secrets: dict | None = None, directory: str | None = None,
+                 capacity_lines: dict | None = None, external_secret_lines: dict | None = None,
+                 argocd_install: str | None = None, existing_projects: frozenset[str] = frozenset(),
+                 app_of_apps_projects: frozenset[str] | None = None) -> None:
+        self.name = name
+        self.kubernetes_version = kubernetes_version
+        self.capacity = {} if capacity is None else capacity
+        self.external_secrets = {} if external_secrets is None else external_secrets
+        self.directory = directory
+        self.capacity_lines = {} if capacity_lines is None else capacity_lines
+        self.external_secret_lines = {} if external_secret_lines is None else external_secret_lines
+        self.argocd_install = argocd_install
+        self.existing_projects = existing_projects
+        self.app_of_apps_projects = app_of_apps_projects
 
 
 # --- pod-spec helpers shared by the rules ---------------------------------------------------
@@ -254,11 +284,16 @@ def selector_matches(selector, labels) -> bool:
     return True
 
 
-@dataclass
-class Container:
+class Container(Record):
+    __slots__ = ("spec", "path", "init")
     spec: dict
     path: tuple
     init: bool
+
+    def __init__(self, spec: dict, path: tuple, init: bool) -> None:
+        self.spec = spec
+        self.path = path
+        self.init = init
 
     @property
     def name(self) -> str:

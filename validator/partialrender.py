@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import schema
 from .model import MISSING, at_path
+from .record import replace
 from .render import RenderRequest
-from .yamlio import YamlProblem, load_all
+from .yamlio import YamlProblem, load_all, yaml
 
 #: Rounds of "validate, fall back at the refused paths": each round fixes at least one path.
 MAX_ROUNDS = 10

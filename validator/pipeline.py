@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import hashlib
 import json
@@ -11,7 +10,6 @@ import posixpath
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from .config import Config
 from .findings import Finding, Severity
 from .helmrenderer import close_all as close_renderers
 from .model import ClusterFacts, Manifest, dig, no_objects, sequence
+from .record import Record, replace
 from .rendercache import RenderCache
 from .rules import POLICY_RULES, Context, refs
 from .rules.capacity import Budget, budget
@@ -31,28 +30,50 @@ from .yamlio import YamlProblem, decode, load_all, split_stream
 GLOBAL_FILES = (".gitops-validator.yaml",)
 
 
-@dataclass
-class Options:
+class Options(Record):
     repo: Path
     config: Config
-    paths: list[str] = field(default_factory=list)   # changed files (pre-commit) or manifest files
-    manifests: bool = False
-    kubernetes_version: str | None = None
-    schema_dir: Path | None = None
-    cache_dir: Path | None = None
-    jobs: int = min(4, os.cpu_count() or 1)
-    stdin: str | None = None
+    paths: list[str]                   # changed files (pre-commit) or manifest files
+    manifests: bool
+    kubernetes_version: str | None
+    schema_dir: Path | None
+    cache_dir: Path | None
+    jobs: int
+    stdin: str | None
+
+    def __init__(self, repo: Path, config: Config, paths: list[str] | None = None, manifests: bool = False,
+                 kubernetes_version: str | None = None, schema_dir: Path | None = None,
+                 cache_dir: Path | None = None, jobs: int = min(4, os.cpu_count() or 1),
+                 stdin: str | None = None) -> None:
+        self.repo = repo
+        self.config = config
+        self.paths = [] if paths is None else paths
+        self.manifests = manifests
+        self.kubernetes_version = kubernetes_version
+        self.schema_dir = schema_dir
+        self.cache_dir = cache_dir
+        self.jobs = jobs
+        self.stdin = stdin
 
 
-@dataclass
-class Result:
+class Result(Record):
     findings: list[Finding]
     apps: int
     objects: int
     seconds: float
-    helm_runs: int = 0
-    cache_hits: int = 0
-    budgets: list[Budget] = field(default_factory=list)   # per cluster: who asks for what (capacity/)
+    helm_runs: int
+    cache_hits: int
+    budgets: list[Budget]              # per cluster: who asks for what (capacity/)
+
+    def __init__(self, findings: list[Finding], apps: int, objects: int, seconds: float, helm_runs: int = 0,
+                 cache_hits: int = 0, budgets: list[Budget] | None = None) -> None:
+        self.findings = findings
+        self.apps = apps
+        self.objects = objects
+        self.seconds = seconds
+        self.helm_runs = helm_runs
+        self.cache_hits = cache_hits
+        self.budgets = [] if budgets is None else budgets
 
 
 def find_tool(name: str) -> str:
@@ -234,16 +255,27 @@ def _finish(findings: list[Finding], opts: Options, apps: int, objects: int, sta
     return Result(sorted(out.values(), key=Finding.sort_key), apps, objects, time.perf_counter() - start, **stats)
 
 
-@dataclass
-class _App:
+class _App(Record):
     manifest: Manifest
     cluster: str | None
-    hint_files: tuple[str, ...] = ()   # the parent's value files, for an app rendered by one
-    depth: int = 0                     # 0 for an Application in a file, n for one an app-of-apps rendered n levels down
-    paths: set[str] = field(default_factory=set)
-    manifests: list[Manifest] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    value_files: list[str] = field(default_factory=list)   # chart defaults first, as helm merges them
+    hint_files: tuple[str, ...]        # the parent's value files, for an app rendered by one
+    depth: int                         # 0 for an Application in a file, n for one an app-of-apps rendered n levels down
+    paths: set[str]
+    manifests: list[Manifest]
+    findings: list[Finding]
+    value_files: list[str]             # chart defaults first, as helm merges them
+
+    def __init__(self, manifest: Manifest, cluster: str | None, hint_files: tuple[str, ...] = (), depth: int = 0,
+                 paths: set[str] | None = None, manifests: list[Manifest] | None = None,
+                 findings: list[Finding] | None = None, value_files: list[str] | None = None) -> None:
+        self.manifest = manifest
+        self.cluster = cluster
+        self.hint_files = hint_files
+        self.depth = depth
+        self.paths = set() if paths is None else paths
+        self.manifests = [] if manifests is None else manifests
+        self.findings = [] if findings is None else findings
+        self.value_files = [] if value_files is None else value_files
 
 
 def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) -> Result:
@@ -605,15 +637,23 @@ def _store_fresh_cluster(stored: resultcache.ResultCache, cluster: str | None, o
     stored.put_findings(ckey, [f for f in found if id(f) not in own])
 
 
-@dataclass
-class _Fresh:
+class _Fresh(Record):
     """A render of this run (not from the result cache), whose results are stored at the end."""
     key: str
     values: list[Finding]
     rendered: bool
-    render: list[Finding] = field(default_factory=list)
-    manifests: list[Manifest] = field(default_factory=list)
-    cluster: str | None = None
+    render: list[Finding]
+    manifests: list[Manifest]
+    cluster: str | None
+
+    def __init__(self, key: str, values: list[Finding], rendered: bool, render: list[Finding] | None = None,
+                 manifests: list[Manifest] | None = None, cluster: str | None = None) -> None:
+        self.key = key
+        self.values = values
+        self.rendered = rendered
+        self.render = [] if render is None else render
+        self.manifests = [] if manifests is None else manifests
+        self.cluster = cluster
 
 
 def _result_cache(opts: Options, cache: RenderCache, kubeconform: str, root: Path, versions: set[str]) -> resultcache.ResultCache:
@@ -660,13 +700,13 @@ def _check_objects(batch: list[Manifest], kubeconform: str, root: Path, version:
             token = f"\0{len(owner)}"
             owner[token] = m
             record[id(m)] = []
-            m = dataclasses.replace(m, app=token)
+            m = replace(m, app=token)
         sent.append(m)
     out = []
     for f in schema.check_objects(sent, kubeconform, root, version, known):
         m = owner.get(f.app)
         if m is not None:
-            f = dataclasses.replace(f, app=m.app)
+            f = replace(f, app=m.app)
             record[id(m)].append(f)
         out.append(f)
     return out
@@ -751,13 +791,17 @@ def _app_of(m: Manifest) -> str | None:
     return m.app if m.app is not None or m.kind != "Application" else m.name
 
 
-@dataclass
-class _Changes:
+class _Changes(Record):
     """The changed files of a run, and what can be told of them before any app is loaded (once
     per run; ``scope`` then tells which apps they affect)."""
     changed: set[str]
     missing: set[str]      # changed paths that do not exist (deleted, or a typo)
     given: bool            # a path-scoped run
+
+    def __init__(self, changed: set[str], missing: set[str], given: bool) -> None:
+        self.changed = changed
+        self.missing = missing
+        self.given = given
 
     @classmethod
     def of(cls, opts: Options) -> "_Changes":
@@ -797,8 +841,7 @@ class _Changes:
         return _Scope(affected, changed)
 
 
-@dataclass
-class _Scope:
+class _Scope(Record):
     """What a run reports on: every app, or (with changed files) the apps those files affect, the
     changed files themselves, and the unchanged apps whose references point into an affected app
     (a URL, a Secret or ConfigMap, a Service selecting its pods): a change is checked from both
@@ -806,6 +849,10 @@ class _Scope:
     a typo) could have affected anything: the whole repository is checked."""
     apps: set[str] | None          # None: everything
     changed: set[str]
+
+    def __init__(self, apps: set[str] | None, changed: set[str]) -> None:
+        self.apps = apps
+        self.changed = changed
 
     def widen(self, apps: dict[tuple, _App], contexts: dict[str | None, Context],
               known: Mapping[int, resultcache.Object] | None = None) -> None:

@@ -36,22 +36,25 @@ it, never on a clean run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .findings import RENDERED_BY, Location
 from .model import MISSING, Manifest, at_path, dig, walk
+from .record import Frozen
 from .yamlio import YamlProblem, decode, load_all
 
 
-@dataclass(frozen=True)
-class Place:
+class Place(Frozen):
     """Where ``where`` points: file and line, the related locations, and whether an override set it."""
     file: str | None
     line: int | None
-    related: tuple[Location, ...] = ()
-    overridden: bool = False
+    related: tuple[Location, ...]
+    overridden: bool
+
+    def __init__(self, file: str | None, line: int | None, related: tuple[Location, ...] = (),
+                 overridden: bool = False) -> None:
+        self._assign(file, line, related, overridden)
 
 
 def where(m: Manifest, path: tuple, repo: Path | None = None, related: tuple = ()) -> Place:

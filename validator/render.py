@@ -19,18 +19,17 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import helmrenderer, tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest, no_objects
+from .record import Record
 from .rendercache import SUFFIX, RenderCache
 from .yamlio import YamlProblem, load_all, split_stream
 
 
-@dataclass
-class RenderRequest:
+class RenderRequest(Record):
     app: str
     chart: str                      # repo-relative chart directory
     release: str
@@ -39,13 +38,34 @@ class RenderRequest:
     api_versions: tuple[str, ...]
     value_files: list[str]          # repo-relative, in order
     values_yaml: str | None         # helm.values / helm.valuesObject
-    set: dict[str, str] = field(default_factory=dict)
-    set_string: dict[str, str] = field(default_factory=dict)
-    skip_crds: bool = False
-    skip_tests: bool = False
-    skip_schema_validation: bool = False
-    cluster: str | None = None
-    origin: Manifest | None = None  # the Application, for locations
+    set: dict[str, str]
+    set_string: dict[str, str]
+    skip_crds: bool
+    skip_tests: bool
+    skip_schema_validation: bool
+    cluster: str | None
+    origin: Manifest | None         # the Application, for locations
+
+    def __init__(self, app: str, chart: str, release: str, namespace: str, kube_version: str,
+                 api_versions: tuple[str, ...], value_files: list[str], values_yaml: str | None,
+                 set: dict[str, str] | None = None, set_string: dict[str, str] | None = None,
+                 skip_crds: bool = False, skip_tests: bool = False, skip_schema_validation: bool = False,
+                 cluster: str | None = None, origin: Manifest | None = None) -> None:
+        self.app = app
+        self.chart = chart
+        self.release = release
+        self.namespace = namespace
+        self.kube_version = kube_version
+        self.api_versions = api_versions
+        self.value_files = value_files
+        self.values_yaml = values_yaml
+        self.set = {} if set is None else set
+        self.set_string = {} if set_string is None else set_string
+        self.skip_crds = skip_crds
+        self.skip_tests = skip_tests
+        self.skip_schema_validation = skip_schema_validation
+        self.cluster = cluster
+        self.origin = origin
 
     def args(self, repo: Path, values_file: str | None) -> list[str]:
         a = ["template", str(repo / self.chart), "--name-template", self.release]
@@ -109,12 +129,18 @@ def inside(repo: Path, candidate: Path) -> bool:
 
 # --- running helm ---------------------------------------------------------------------------
 
-@dataclass
-class Rendered:
+class Rendered(Record):
     request: RenderRequest
     manifests: list[Manifest]
     findings: list[Finding]
     cached: bool
+
+    def __init__(self, request: RenderRequest, manifests: list[Manifest], findings: list[Finding],
+                 cached: bool) -> None:
+        self.request = request
+        self.manifests = manifests
+        self.findings = findings
+        self.cached = cached
 
 
 #: helm's exit status and stderr when the chart, not helm, is at fault (a template error, a

@@ -5,20 +5,26 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from . import __version__
 from .findings import Finding, Severity, printable
+from .record import Record
 
 
-@dataclass
-class Summary:
+class Summary(Record):
     errors: int
     warnings: int
     apps: int
     objects: int
     seconds: float
+
+    def __init__(self, errors: int, warnings: int, apps: int, objects: int, seconds: float) -> None:
+        self.errors = errors
+        self.warnings = warnings
+        self.apps = apps
+        self.objects = objects
+        self.seconds = seconds
 
     @classmethod
     def of(cls, findings: list[Finding], apps: int, objects: int, seconds: float) -> "Summary":

@@ -37,7 +37,6 @@ never trusted; writes are atomic and share the render cache's folder, size bound
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 import hashlib
@@ -49,6 +48,7 @@ from typing import Any
 
 from . import findings as findings_module
 from .findings import Finding
+from .record import Record, is_record
 from .rendercache import RACY_NS, RenderCache
 
 SUFFIX = ".result.json"
@@ -111,11 +111,11 @@ def source_digest(root: Path) -> str:
 
 def canonical(value: Any) -> Any:
     """``value`` as JSON data that is the same in every process: sets sorted (their order
-    follows the string hash seed), dataclasses and mappings by field or key."""
+    follows the string hash seed), records (record.py) and mappings by field or key."""
     if value is None or type(value) in (str, int, float, bool):  # most of it: asked first
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if is_record(value):
+        return {f: canonical(getattr(value, f)) for f in value._fields}
     if isinstance(value, enum.Enum):
         return canonical(value.value)
     if isinstance(value, dict):
@@ -142,8 +142,8 @@ def file_stamp(path: Path) -> list:
 # --- findings as JSON, field by field (a field added to Finding needs no change here) ---------
 
 def encode(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"@": type(value).__name__, **{f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if is_record(value):
+        return {"@": type(value).__name__, **{f: encode(getattr(value, f)) for f in value._fields}}
     if isinstance(value, enum.Enum):
         return {"@enum": type(value).__name__, "value": value.value}
     if isinstance(value, tuple):
@@ -156,11 +156,11 @@ def encode(value: Any) -> Any:
 
 
 def _findings_class(name: Any, kind: type) -> Any:
-    """A dataclass or enum of findings.py, by name: nothing else is ever built from an entry."""
+    """A record or enum of findings.py, by name: nothing else is ever built from an entry."""
     cls = getattr(findings_module, name, None) if isinstance(name, str) else None
     if not isinstance(cls, type) or cls.__module__ != findings_module.__name__:
         raise ValueError(f"unknown class {name!r}")
-    if kind is enum.Enum and not issubclass(cls, enum.Enum) or kind is object and not dataclasses.is_dataclass(cls):
+    if kind is enum.Enum and not issubclass(cls, enum.Enum) or kind is object and not issubclass(cls, Record):
         raise ValueError(f"{name!r} is not what the entry says")
     return cls
 
@@ -187,8 +187,7 @@ def decode_findings(value: Any) -> list[Finding]:
     return out
 
 
-@dataclasses.dataclass
-class Object:
+class Object(Record):
     """One rendered object and what was found in it alone."""
     doc: dict
     file: str | None                 # the chart template
@@ -197,16 +196,30 @@ class Object:
     cross: list[str]                 # the rules that read other objects: they re-run every time
     #: refs.reference_candidates of the object (what a path-scoped run's widening asks of it);
     #: None: not stored, computed when needed
-    refs: list[list] | None = None
+    refs: list[list] | None
+
+    def __init__(self, doc: dict, file: str | None, schema: list[Finding] | None, local: list[Finding],
+                 cross: list[str], refs: list[list] | None = None) -> None:
+        self.doc = doc
+        self.file = file
+        self.schema = schema
+        self.local = local
+        self.cross = cross
+        self.refs = refs
 
 
-@dataclasses.dataclass
-class Entry:
+class Entry(Record):
     """One rendered source's results."""
     values: list[Finding]            # schema.check_values
     rendered: bool                   # False: its values kept it from rendering
     render: list[Finding]            # parsing helm's output, the determinism check, a failed render
     objects: list[Object]
+
+    def __init__(self, values: list[Finding], rendered: bool, render: list[Finding], objects: list[Object]) -> None:
+        self.values = values
+        self.rendered = rendered
+        self.render = render
+        self.objects = objects
 
     def dump(self) -> str:
         return json.dumps({"format": FORMAT, "values": encode(self.values), "rendered": self.rendered,

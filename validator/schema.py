@@ -15,7 +15,6 @@ import queue
 import re
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import confine, schemastore, tools
 from .findings import Finding, Severity
 from .model import Manifest, dig, walk
+from .record import Record
 from .render import RenderRequest
 from .rules.secrets import looks_secret
 from .yamlio import Document, YamlProblem, decode, load_all
@@ -127,14 +127,19 @@ def check_objects(manifests: list[Manifest], kubeconform: str, schema_root: Path
     return prepare_objects(manifests).check(kubeconform, schema_root, kube_version, known)
 
 
-@dataclass
-class Prepared:
+class Prepared(Record):
     """Objects read for kubeconform (the Python half of ``check_objects``): a caller that has other
     work for this process can do this half first, then run ``check`` in a thread while kubeconform,
     a Go process, uses the other core."""
-    findings: list[Finding] = field(default_factory=list)
-    checkable: list[Manifest] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)   # each checkable object as JSON
+    findings: list[Finding]
+    checkable: list[Manifest]
+    texts: list[str]                   # each checkable object as JSON
+
+    def __init__(self, findings: list[Finding] | None = None, checkable: list[Manifest] | None = None,
+                 texts: list[str] | None = None) -> None:
+        self.findings = [] if findings is None else findings
+        self.checkable = [] if checkable is None else checkable
+        self.texts = [] if texts is None else texts
 
     def add(self, m: Manifest) -> None:
         if not m.api_version or not m.kind or not m.name:
@@ -700,8 +705,7 @@ def _schema_errors(repo: Path, req: RenderRequest, chart_values: Any, layers: li
     return out
 
 
-@dataclass
-class _ValuesMemo:
+class _ValuesMemo(Record):
     """jsonschema's verdicts on one chart, remembered in the result cache: that its schema passed
     the metaschema and ``$ref`` checks (by the chart's files: the schema, every file a ``$ref`` can
     reach, and jsonschema's own files), and the errors of merged values against it (by those and
@@ -709,7 +713,12 @@ class _ValuesMemo:
     jsonschema at all. Values JSON cannot carry exactly (a non-string key, a date) are not memoised."""
     known: "ResultCache"
     schema_key: str
-    values_key: str | None = None
+    values_key: str | None
+
+    def __init__(self, known: "ResultCache", schema_key: str, values_key: str | None = None) -> None:
+        self.known = known
+        self.schema_key = schema_key
+        self.values_key = values_key
 
     @classmethod
     def of(cls, repo: Path, req: RenderRequest, known: "ResultCache | None") -> "_ValuesMemo | None":

@@ -15,18 +15,17 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import userdirs
+from .record import Frozen
 
 VERSIONS_FILE = Path(__file__).resolve().parent / "data" / "versions"
 VERSION_TIMEOUT = 10
 INSTALL_TIMEOUT = 900
 
 
-@dataclass(frozen=True)
-class Tool:
+class Tool(Frozen):
     name: str
     pin: str                   # key in the versions file
     module: str                # Go package to `go install`
@@ -35,6 +34,10 @@ class Tool:
     release: str               # {v} {os} {arch}: the official release archive
     member: str                # the binary's path inside that archive
     needed_for: str
+
+    def __init__(self, name: str, pin: str, module: str, ldflags: str, version_args: tuple[str, ...], release: str,
+                 member: str, needed_for: str) -> None:
+        self._assign(name, pin, module, ldflags, version_args, release, member, needed_for)
 
 
 TOOLS = (

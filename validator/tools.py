@@ -17,7 +17,8 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+
+from .record import Record
 
 STDERR_LINES = 8
 
@@ -112,11 +113,15 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _on_signal)
 
 
-@dataclass
-class Completed:
+class Completed(Record):
     returncode: int
     stdout: bytes
     stderr: bytes
+
+    def __init__(self, returncode: int, stdout: bytes, stderr: bytes) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 def time_limit(timeout: float) -> tuple[float, str]:

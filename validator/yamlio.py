@@ -10,15 +10,48 @@ from __future__ import annotations
 
 import gc
 import re
+import sys
 from contextlib import contextmanager
 from functools import lru_cache
-from dataclasses import dataclass
 from typing import Any, Iterator
 
-import yaml
-from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.resolver import Resolver
+
+class _CompiledOnFirstUse:
+    """A regular expression compiled when it is first used."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._compiled: re.Pattern | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._compiled is None:
+            self._compiled = re._compiler.compile(self.pattern, 0)  # past re's cache, which held this
+        return getattr(self._compiled, name)
+
+
+# PyYAML's yaml.reader compiles, at import, a character class spanning most of Unicode, which re's
+# compiler walks one character at a time: 57 M instructions, a tenth of a warm run of this
+# repository (docs/performance.md, change 24). Only its pure-Python Reader uses it (yaml.safe_load
+# of a text with a character YAML does not allow), never the C loader. So, for the import, re's
+# cache holds a stand-in that compiles the same pattern on first use; taken out right after. With
+# another PyYAML (another pattern) or re (another cache), PyYAML just compiles it as before. The
+# package's modules import PyYAML from here (`from .yamlio import yaml`), so that this comes first.
+_NON_PRINTABLE = "[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]"
+_deferred = _CompiledOnFirstUse(_NON_PRINTABLE)
+_re_caches = [c for c in (getattr(re, "_cache", None), getattr(re, "_cache2", None)) if isinstance(c, dict)]
+if "yaml.reader" not in sys.modules and _re_caches:
+    _re_caches[0].setdefault((str, _NON_PRINTABLE, 0), _deferred)
+try:
+    import yaml
+    from yaml.constructor import SafeConstructor
+    from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+    from yaml.resolver import Resolver
+finally:
+    for _cache in _re_caches:
+        if _cache.get((str, _NON_PRINTABLE, 0)) is _deferred:
+            del _cache[(str, _NON_PRINTABLE, 0)]
+
+from .record import Record  # noqa: E402
 
 try:  # the C parser is several times faster on rendered manifests
     from yaml import CSafeLoader as _BaseLoader
@@ -59,12 +92,17 @@ class YamlProblem(Exception):
         self.rule, self.message, self.line = rule, message, line
 
 
-@dataclass
-class Document:
+class Document(Record):
     data: Any
     node: Node | None
     line: int  # 1-based line where the document starts in its file
-    offset: int = 0  # lines before the text this node graph was parsed from
+    offset: int      # lines before the text this node graph was parsed from
+
+    def __init__(self, data: Any, node: Node | None, line: int, offset: int = 0) -> None:
+        self.data = data
+        self.node = node
+        self.line = line
+        self.offset = offset
 
     def line_of(self, path: tuple | list) -> int | None:
         """Line of the value at ``path`` (keys and list indexes); the deepest existing parent's
@@ -364,11 +402,15 @@ _SEPARATOR = re.compile(r"^---(?:\s.*)?$")
 _SOURCE = re.compile(r"^# Source: (.+)$")
 
 
-@dataclass
-class Chunk:
+class Chunk(Record):
     text: str
     first_line: int
     source: str | None  # helm's "# Source:" comment
+
+    def __init__(self, text: str, first_line: int, source: str | None) -> None:
+        self.text = text
+        self.first_line = first_line
+        self.source = source
 
 
 #: Line breaks of str.splitlines other than "\n": a text with none of them is split with str.find

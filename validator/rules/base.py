@@ -4,12 +4,12 @@ a pure function from one object and its context to problems."""
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..findings import Problem, Severity
 from ..model import WORKLOAD_KINDS, ClusterFacts, Manifest, dig, pod_labels, port_number, selector_matches
+from ..record import Frozen, Record
 if TYPE_CHECKING:  # annotations only: `--list-rules` does not load yaml
     from ..yamlio import Document
 
@@ -36,25 +36,30 @@ def _hashable(value) -> bool:
     return isinstance(value, Hashable)
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(Frozen):
     """What a rule may look at besides the object itself. Immutable; shared by all rules.
 
     Rules never scan ``objects`` for other objects: they use the look-ups below, which read indexes
     built once per run, on first use (so a run is linear in the number of objects). An index holds
     objects in their order in ``objects``, so a look-up returns what a scan would have.
     """
-    objects: tuple[Manifest, ...] = ()          # every object of the same cluster
-    facts: ClusterFacts | None = None
-    allowed_registries: tuple[str, ...] = ()
+    objects: tuple[Manifest, ...]               # every object of the same cluster
+    facts: ClusterFacts | None
+    allowed_registries: tuple[str, ...]
     #: kinds with a schema (Kubernetes + CRDs in play); empty when unknown
-    known_kinds: frozenset[str] = field(default_factory=frozenset)
+    known_kinds: frozenset[str]
     #: app -> (file, document) of the values it was rendered with, chart defaults first, so a
     #: finding about a rendered value can point at the line that set it
-    values: Mapping[str, tuple[tuple[str, Document], ...]] = field(default_factory=dict)
+    values: Mapping[str, tuple[tuple[str, Document], ...]]
     #: (app, namespace) of the apps of the cluster that did not render (a values error, a helm
     #: failure): what they would have rendered is unknown, so references into them are not checked
-    unrendered: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    unrendered: frozenset[tuple[str, str]]
+
+    def __init__(self, objects: tuple[Manifest, ...] = (), facts: ClusterFacts | None = None,
+                 allowed_registries: tuple[str, ...] = (), known_kinds: frozenset[str] = frozenset(),
+                 values: Mapping[str, tuple[tuple[str, Document], ...]] | None = None,
+                 unrendered: frozenset[tuple[str, str]] = frozenset()) -> None:
+        self._assign(objects, facts, allowed_registries, known_kinds, {} if values is None else values, unrendered)
 
     # --- look-ups --------------------------------------------------------------------------------
 
@@ -325,33 +330,44 @@ def _matches(labels: dict | None, selector: dict) -> bool:
 Check = Callable[[Manifest, Context], Iterable[Problem]]
 
 
-@dataclass
-class ClusterProblem:
+class ClusterProblem(Record):
     """What a cluster-level rule reports: about the cluster as a whole, pointing at the object
     that contributes most (``subject`` and a path in it) or at an explicit file and line."""
     message: str
-    subject: Manifest | None = None
-    path: tuple = ()
-    file: str | None = None
-    line: int | None = None
+    subject: Manifest | None
+    path: tuple
+    file: str | None
+    line: int | None
+
+    def __init__(self, message: str, subject: Manifest | None = None, path: tuple = (), file: str | None = None,
+                 line: int | None = None) -> None:
+        self.message = message
+        self.subject = subject
+        self.path = path
+        self.file = file
+        self.line = line
 
 
 #: A rule over all the objects of one cluster at once (a sum, not a per-object property).
 ClusterCheck = Callable[[Context], Iterable[ClusterProblem]]
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Frozen):
     id: str                      # "category/name"
     severity: Severity           # default; the config may re-grade it
     summary: str                 # one line: what it catches
     why: str                     # one paragraph: why it matters
     bad: str                     # a failing example (YAML)
     good: str                    # a passing example (YAML)
-    check: Check | None = None   # None: the finding comes from a pipeline stage (yaml, schema, ...)
-    cluster_check: ClusterCheck | None = None  # a rule over a whole cluster (capacity/)
+    check: Check | None          # None: the finding comes from a pipeline stage (yaml, schema, ...)
+    cluster_check: ClusterCheck | None  # a rule over a whole cluster (capacity/)
     #: the kinds ``check`` can find anything in (None: any); policy.evaluate calls it for those alone
-    kinds: frozenset[str] | None = None
+    kinds: frozenset[str] | None
+
+    def __init__(self, id: str, severity: Severity, summary: str, why: str, bad: str, good: str,
+                 check: Check | None = None, cluster_check: ClusterCheck | None = None,
+                 kinds: frozenset[str] | None = None) -> None:
+        self._assign(id, severity, summary, why, bad, good, check, cluster_check, kinds)
 
     @property
     def category(self) -> str:

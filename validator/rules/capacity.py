@@ -23,11 +23,11 @@ requests its limit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..findings import Severity
 from ..model import Manifest, containers
+from ..record import Record
 from .base import ClusterProblem, Context, Rule
 from .resources import parse_quantity
 
@@ -43,14 +43,21 @@ LARGE_POD = 0.1
 _REPLICATED = ("Deployment", "ReplicaSet", "StatefulSet")
 
 
-@dataclass
-class Row:
+class Row(Record):
     """What one workload asks of the cluster."""
     workload: Manifest
     replicas: int
     surge: int
     request: dict[str, float]                  # one pod's effective request: cpu in cores, memory in bytes
-    paths: dict[str, tuple] = field(default_factory=dict)  # where replicas / each request is set in the object
+    paths: dict[str, tuple]                    # where replicas / each request is set in the object
+
+    def __init__(self, workload: Manifest, replicas: int, surge: int, request: dict[str, float],
+                 paths: dict[str, tuple] | None = None) -> None:
+        self.workload = workload
+        self.replicas = replicas
+        self.surge = surge
+        self.request = request
+        self.paths = {} if paths is None else paths
 
     @property
     def pods(self) -> int:
@@ -60,13 +67,19 @@ class Row:
         return self.pods if resource == "pods" else self.pods * self.request.get(resource, 0.0)
 
 
-@dataclass
-class Budget:
+class Budget(Record):
     """Who asks for what on one cluster, against its declared capacity."""
     cluster: str
     capacity: dict[str, float]      # parsed; only the resources the cluster declares
     rows: list[Row]
-    problems: list[str] = field(default_factory=list)  # capacity values that are not quantities
+    problems: list[str]             # capacity values that are not quantities
+
+    def __init__(self, cluster: str, capacity: dict[str, float], rows: list[Row],
+                 problems: list[str] | None = None) -> None:
+        self.cluster = cluster
+        self.capacity = capacity
+        self.rows = rows
+        self.problems = [] if problems is None else problems
 
     def used(self, resource: str) -> float:
         return sum(r.total(resource) for r in self.rows)

@@ -11,11 +11,11 @@ advance), only outside traffic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from ..findings import Problem, Severity
 from ..model import WORKLOAD_KINDS, Manifest, containers, dig, pod_labels, pod_template
+from ..record import Frozen
 from .base import Context, Rule
 from .examples import example_deployment
 from .probes import port_number
@@ -28,12 +28,14 @@ NAME_LABEL = "kubernetes.io/metadata.name"
 OUTSIDE = None  # a peer outside the cluster (NodePort or load-balancer clients)
 
 
-@dataclass(frozen=True)
-class Pod:
+class Pod(Frozen):
     """The pods of one workload: where they run and their labels."""
     workload: Manifest
     namespace: str | None
     labels: dict
+
+    def __init__(self, workload: Manifest, namespace: str | None, labels: dict) -> None:
+        self._assign(workload, namespace, labels)
 
     @property
     def what(self) -> str:

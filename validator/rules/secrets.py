@@ -4,11 +4,11 @@ rendered (without data) or declared as created outside git in the cluster facts.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from ..findings import Location, Problem, Severity
 from ..model import WORKLOAD_KINDS, Manifest, containers, dig, pod_template, sequence
+from ..record import Frozen
 from .base import Context, Rule
 from .examples import example_deployment
 
@@ -109,14 +109,17 @@ def looks_secret(key: str, value) -> bool:
 
 # --- references from a pod spec to Secrets and ConfigMaps (shared with refs/) -----------------
 
-@dataclass(frozen=True)
-class PodRef:
+class PodRef(Frozen):
     """One reference from a pod spec to a Secret or ConfigMap."""
     name: str
     optional: bool
     path: tuple                                  # the reference inside the object
     what: str                                    # "container 'web' env DB_URL", "volume 'certs'", ...
-    keys: tuple[tuple[str, tuple], ...] = ()     # (key read, its path)
+    keys: tuple[tuple[str, tuple], ...]          # (key read, its path)
+
+    def __init__(self, name: str, optional: bool, path: tuple, what: str,
+                 keys: tuple[tuple[str, tuple], ...] = ()) -> None:
+        self._assign(name, optional, path, what, keys)
 
 
 def _items(items, path: tuple) -> tuple[tuple[str, tuple], ...]:
