@@ -67,20 +67,30 @@ def _listen_table() -> list[tuple[int, str]]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_interrupted_run_leaves_nothing(sig: signal.Signals, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", f"--basetemp={run}",
-         str(ROOT / "tests" / "e2e" / "test_gitops_loop.py")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = tmp_path / "child.log"   # the child's report, shown when it misbehaves
+
+    def said() -> str:
+        return "\n--- the child pytest's last lines:\n" + "\n".join(output.read_text(errors="replace").splitlines()[-40:])
+
+    with open(output, "wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", f"--basetemp={run}",
+             str(ROOT / "tests" / "e2e" / "test_gitops_loop.py")],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
         while not WANTED <= set(started_in(run).values()):
-            assert child.poll() is None, f"the run ended (exit {child.returncode}) before everything was up"
+            assert child.poll() is None, f"the run ended (exit {child.returncode}) before everything was up{said()}"
             assert time.monotonic() < deadline, f"not all up after 300 s: {sorted(set(started_in(run).values()))}"
             time.sleep(1)
         ports = listening(set(started_in(run)))
         assert ports, "the harness's processes listen on no port"
         child.send_signal(sig)
-        child.wait(120)
+        try:
+            child.wait(120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the child pytest did not end within 120 s of {sig.name}; still running: "
+                        f"{sorted(set(started_in(run).values()))}{said()}")
     finally:
         if child.poll() is None:
             child.kill()
