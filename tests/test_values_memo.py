@@ -14,6 +14,7 @@ this repository and on a generated repo with planted defects, whole-repo and pat
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -205,18 +206,23 @@ def test_values_json_cannot_tell_apart_are_not_remembered(tmp_path):
         assert len(list((tmp_path / "cache").glob("*.values.json"))) == entries, text
 
 
-def test_the_renderer_starts_once_for_a_render_and_not_for_a_cache_hit(tmp_path, repo_copy):
-    """``render.prestart``: a render the cache lacks starts one helm-renderer (before the values
-    check), a run served by the render cache starts none; the findings are the CLI's."""
+def logged_renderer(bindir: Path, log: Path) -> None:
+    """The pinned tools in ``bindir``, helm-renderer behind a script that appends its pid to ``log``."""
     from conftest import TOOLS
-    bindir = tmp_path / "bin"
     bindir.mkdir()
     for tool in ("helm", "kubeconform", "kustomize"):
         (bindir / tool).symlink_to(TOOLS / tool)
-    log = tmp_path / "starts"
-    (bindir / "helm-renderer").write_text(f'#!/bin/sh\necho start >> {log}\nexec {TOOLS / "helm-renderer"} "$@"\n')
+    (bindir / "helm-renderer").write_text(f'#!/bin/sh\necho $$ >> {log}\nexec {TOOLS / "helm-renderer"} "$@"\n')
     (bindir / "helm-renderer").chmod(0o755)
-    env = tool_env(str(bindir)) | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache")}
+
+
+def test_the_renderer_starts_once_for_a_render_and_not_for_a_cache_hit(tmp_path, repo_copy):
+    """``render.prestart`` and ``helmrenderer.start_early``: a render the cache lacks starts one
+    helm-renderer (a path-scoped run starts it ahead and then renders with it: not a second one),
+    a whole-repository run served by the render cache starts none; the findings are the CLI's."""
+    log = tmp_path / "starts"
+    logged_renderer(tmp_path / "bin", log)
+    env = tool_env(str(tmp_path / "bin")) | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache")}
 
     def starts(*args: str) -> int:
         before = len(log.read_text().splitlines()) if log.exists() else 0
@@ -228,6 +234,39 @@ def test_the_renderer_starts_once_for_a_render_and_not_for_a_cache_hit(tmp_path,
 
     assert starts() >= 1                 # cold: every app renders
     append(repo_copy, VALUES, "# a comment\n")
-    assert starts(VALUES) == 1          # one render: one renderer, started early
-    assert starts(VALUES) == 0          # the render cache has it: none
-    assert starts() == 0
+    assert starts(VALUES) == 1          # one render: one renderer, started ahead and used
+    assert starts(VALUES) == 1          # the render cache has it: the one started ahead, unused
+    assert starts() == 0                # a whole-repository run starts one only for a render
+
+
+def test_a_renderer_started_ahead_ends_with_the_run_on_every_path(tmp_path, repo_copy, monkeypatch):
+    """The CLI in this process (so a renderer left running would still be alive when it returns):
+    the one started ahead of a path-scoped run is adopted by the render that follows, closed unused
+    when the render cache serves the app, and closed when the run stops early (a bad config)."""
+    from gitops_validate import cli, helmrenderer
+    from test_properties import run_main
+    monkeypatch.setenv("GITOPS_VALIDATE_CACHE", str(tmp_path / "cache"))
+    started: list[int] = []
+    init = helmrenderer.Renderer.__init__
+
+    def logged(self, *args):
+        init(self, *args)
+        started.append(self.proc.pid)
+
+    monkeypatch.setattr(helmrenderer.Renderer, "__init__", logged)
+
+    def pids(*args: str, code: int) -> list[int]:
+        started.clear()
+        r = run_main("--repo", str(repo_copy), "--format", "json", *args)
+        assert r.code == code and cli.INTERNAL_ERROR not in r.err, r.err
+        assert not helmrenderer._early and not helmrenderer._pools
+        for pid in started:   # closed and reaped by the run: no such process any more
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        return list(started)
+
+    assert pids(code=0)                                   # cold: renders
+    append(repo_copy, VALUES, "# a comment\n")
+    assert len(pids(VALUES, code=0)) == 1                 # started ahead, rendered with
+    assert len(pids(VALUES, code=0)) == 1                 # started ahead, unused (render cache)
+    assert len(pids("--config", str(tmp_path / "none.yaml"), VALUES, code=2)) == 1   # stopped early

@@ -113,6 +113,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gitops-validate: {INTERNAL_ERROR}: {type(e).__name__}: {report.printable(str(e))[:500]} "
               "(a bug in the validator: please report it with the input)", file=sys.stderr)
         return EXIT_CANNOT_RUN
+    finally:
+        if _renders_ahead(args):
+            from .helmrenderer import close_all
+            close_all()   # the renderer started ahead ends with the run, used or not
+
+
+def _renders_ahead(args: argparse.Namespace | None) -> bool:
+    """A path-scoped repository run (what pre-commit runs) most likely renders the app its change
+    touches: helm-renderer then starts before the pipeline's imports (``helmrenderer.start_early``),
+    so that its start-up overlaps them. Another run starts it only when it has a render to do."""
+    return args is not None and bool(args.paths) and not args.manifests and not args.list_rules
 
 
 def _main(argv: list[str], args: argparse.Namespace | None) -> int:
@@ -124,6 +135,11 @@ def _main(argv: list[str], args: argparse.Namespace | None) -> int:
         for rule in REGISTRY.values():
             print(f"{rule.id:<38} {rule.severity.value:<8} {rule.summary}")
         return EXIT_OK
+    if _renders_ahead(args):
+        from . import helmrenderer, toolchain
+        helm = toolchain.locate("helm")
+        if helm:
+            helmrenderer.start_early(helm)
     from pathlib import Path
     from . import config as config_mod, confine, pipeline, rendercache, report, suppress
     from .findings import Severity

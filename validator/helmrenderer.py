@@ -42,7 +42,7 @@ class Renderer:
     """One renderer process; ``call`` is not thread-safe (the pool hands each to one thread)."""
 
     def __init__(self, path: str, env: dict[str, str]):
-        self.path = path
+        self.path, self.env = path, env
         self._log = tempfile.TemporaryFile()  # its own complaints, quoted when it fails
         try:
             self.proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
@@ -135,16 +135,19 @@ class Pool:
             self._idle.append(r)
         return out
 
+    def adopt(self, r: Renderer) -> None:
+        """``r`` (started by ``start_early``) as an idle renderer of this pool."""
+        with self._lock:
+            self._all.append(r)
+            self._idle.append(r)
+
     def prestart(self) -> None:
         """Start a renderer now when none is running: its start-up (the Go runtime, helm's
         packages) then overlaps the caller's own work instead of delaying the first render."""
         with self._lock:
             if self._all:
                 return
-        r = Renderer(self.path, self.env)
-        with self._lock:
-            self._all.append(r)
-            self._idle.append(r)
+        self.adopt(Renderer(self.path, self.env))
 
     def close(self) -> None:
         with self._lock:
@@ -156,6 +159,31 @@ class Pool:
 _lock = threading.Lock()
 _pools: dict[str, Pool | None] = {}   # helm path -> its renderers, or None: the helm CLI renders
 _notes: dict[str, str] = {}           # helm path -> which renders and why (``-v``)
+_early: dict[str, Renderer] = {}      # renderer path -> one started before its pool (``start_early``)
+
+
+def helm_env() -> dict[str, str]:
+    """The environment of every helm run (CLI or renderer): the user's, without helm plugins."""
+    return {**os.environ, "HELM_NO_PLUGINS": "1"}
+
+
+def start_early(helm: str) -> None:
+    """Start the renderer beside ``helm`` at once, before anything knows whether a render is due
+    (a path-scoped run, which usually renders the app its change touches): its start-up (the Go
+    runtime, helm's packages: most of a single render's time) then overlaps the run's imports and
+    discovery. ``pool_for`` adopts it, under the same environment, as the pool's first renderer;
+    a run that renders nothing closes it unused (``close_all``). Whether it stands in for helm is
+    still decided by ``pool_for``, as for any renderer."""
+    path = locate(helm)
+    with _lock:
+        if path is None or path in _early or helm in _pools:
+            return
+    try:
+        r = Renderer(path, helm_env())
+    except tools.ToolFailed:
+        return   # the run's own start meets the same failure where it reports it
+    with _lock:
+        _early[path] = r
 
 
 def locate(helm: str) -> str | None:
@@ -184,6 +212,11 @@ def pool_for(helm: str, env: dict[str, str], timeout: float = HANDSHAKE_TIMEOUT,
             return _pools[helm]
         path = locate(helm)
         pool = None if path is None else Pool(path, env)
+        early = _early.pop(path, None) if path is not None else None
+        if early is not None and pool is not None and early.env == env:
+            pool.adopt(early)
+        elif early is not None:
+            early.close()
         if pool is None:
             _notes[helm] = f"helm CLI (no {NAME} beside {helm}; `make setup` builds it)"
         elif memo is not None and memo.renderer_agrees(helm):
@@ -216,5 +249,9 @@ def close_all() -> None:
     with _lock:
         pools = [p for p in _pools.values() if p is not None]
         _pools.clear()
+        unused = list(_early.values())
+        _early.clear()
     for p in pools:
         p.close()
+    for r in unused:
+        r.close()

@@ -149,17 +149,13 @@ class Rendered(Record):
 _USER_ERROR = re.compile(r"^Error: ", re.M)
 
 
-def _helm_env() -> dict[str, str]:
-    return {**os.environ, "HELM_NO_PLUGINS": "1"}
-
-
 def prestart(repo: Path, req: RenderRequest, helm: str, cache: RenderCache | None) -> None:
     """When ``req`` will not come from the render cache, start helm-renderer now, so that it starts
     while the app's values are checked rather than before its render (a no-op when one runs)."""
     if cache is not None and cache.enabled and (cache.directory / f"{cache.key(repo, req, helm)}{SUFFIX}").is_file():
         return
     try:
-        pool = helmrenderer.pool_for(helm, _helm_env(), memo=cache)
+        pool = helmrenderer.pool_for(helm, helmrenderer.helm_env(), memo=cache)
         if pool is not None:
             pool.prestart()
     except tools.ToolFailed:
@@ -176,7 +172,7 @@ def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float,
             fd, tmp = tempfile.mkstemp(suffix=".yaml", prefix="gitops-validate-values-")
             with os.fdopen(fd, "w") as fh:
                 fh.write(req.values_yaml)
-        argv, env = [helm, *req.args(repo, tmp)], _helm_env()
+        argv, env = [helm, *req.args(repo, tmp)], helmrenderer.helm_env()
         renderer = helmrenderer.pool_for(helm, env, memo=cache)
         proc = renderer.run(argv, repo, env, timeout) if renderer else None
         if proc is None or proc.returncode != 0:  # the CLI has the last word on a failure
