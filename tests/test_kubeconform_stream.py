@@ -8,6 +8,7 @@ reads its stream, is exit 2."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,27 @@ def test_a_kubeconform_that_never_opens_its_stream_is_exit_2(tmp_path: Path, mdi
     env = tool_env(str(fake_bin(tmp_path, kubeconform='echo \'{"resources": []}\'\nexit 0')))
     assert_cannot_run(run_cli("--manifests", "plain.yaml", "--format", "json", cwd=mdir, env=env, timeout=60),
                       "kubeconform", "without a result for")
+
+
+def test_kubeconform_runs_with_a_larger_gc_target_and_the_cores_left(tmp_path: Path, mdir: Path):
+    """Change 28: kubeconform runs with GOGC=400 unless the user set a GOGC, and on the stream
+    with `-n` = the cores this process leaves it (one on two). Neither changes a verdict: the
+    findings equal those of kubeconform run with Go's default GOGC and its default workers."""
+    log = tmp_path / "kubeconform.log"
+    real = Path(tool_env()["PATH"].split(":")[0]) / "kubeconform"
+    logged = tool_env(str(fake_bin(tmp_path / "logged", kubeconform=f'echo "GOGC=$GOGC $*" >> "{log}"\nexec "{real}" "$@"')))
+    # the same kubeconform without -n and at GOGC=100 (sh: rebuild "$@" without the pair "-n X")
+    plain = tool_env(str(fake_bin(tmp_path / "plain", kubeconform=(
+        'n=$#; skip=0\nfor a in "$@"; do\n  if [ $skip = 1 ]; then skip=0\n  elif [ "$a" = -n ]; then skip=1\n'
+        '  else set -- "$@" "$a"; fi\ndone\nshift $n\n'
+        f'GOGC=100 exec "{real}" "$@"'))))
+    args = ("--manifests", "plain.yaml", "hostile.yaml", "--format", "json")
+    runs = [run_cli(*args, cwd=mdir, env=env) for env in (logged, plain, logged | {"GOGC": "150"})]
+    assert [r.code for r in runs] == [1, 1, 1], [r.err for r in runs]
+    assert runs[0].json["findings"] == runs[1].json["findings"] == runs[2].json["findings"]
+    lines = log.read_text().splitlines()
+    assert len(lines) == 4, lines                        # the stream and the second run, twice
+    assert [line.split()[0] for line in lines] == ["GOGC=400"] * 2 + ["GOGC=150"] * 2
+    workers = max(1, len(os.sched_getaffinity(0)) - 1)
+    assert sum(f" -n {workers} " in line for line in lines) == 2   # the streams only
+    assert sum(" -n " in line for line in lines) == 2
