@@ -11,11 +11,13 @@ fault there once gives the same findings, a fault every time is exit 2 naming ku
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 
 import synth
+from gitops_validate import pipeline
 from conftest import TOOLS, run_cli, tool_env
 from test_incremental import code_at, old
 from test_resultcache import CHANGED, plant, validate
@@ -112,14 +114,20 @@ def test_a_kubeconform_that_always_fails_is_still_exit_2(repo, tmp_path):
     assert starts(log) == ["fail", "fail"]
 
 
-def test_a_run_of_many_renders_keeps_one_kubeconform_after_the_loop(repo, tmp_path):
+def test_a_run_of_many_renders_keeps_one_kubeconform_after_the_loop(tmp_path):
     """Only a path-scoped run checks in the render job, and only its first few renders: a cold
-    whole-repo run, or a change to a chart every app renders, is one kubeconform after the loop
-    (one per app would start hundreds at 500 apps)."""
+    whole-repo run is one kubeconform after the loop, and a change to a chart that six apps render
+    checks `jobs` of them in their jobs and the rest in one kubeconform after the loop (one per app
+    would start hundreds at 500 apps)."""
+    repo = plant(synth.make_repo(tmp_path / "repo", 12, defects=True))
     env, log = logging_kubeconform(tmp_path)
     validate(repo, env=env)
     assert starts(log) == ["ok"]             # cold, whole repository: every render, one kubeconform
     chart = next(repo.glob("apps/*/templates/deployment.yaml"))
-    # a path-scoped run of a chart every app of it renders, with no verdict known (a new cache)
+    renders = len(list(repo.glob(f"clusters/*/values/{chart.parts[-3].removeprefix('todo-')}*.yaml")))
+    jobs = inspect.signature(pipeline.Options).parameters["jobs"].default
+    assert renders == 6 and 1 <= jobs <= renders - 2   # so that one per render would show
+    # a path-scoped run of a chart every app of it renders, with no verdict known (a new cache):
+    # the first `jobs` renders checked in their jobs, the rest (if any) in one kubeconform after the loop
     validate(repo, str(chart.relative_to(repo)), env=env | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache2")})
-    assert 1 <= len(starts(log)) <= 1 + 4      # the first few in their jobs (pipeline.Options.jobs), the rest after the loop
+    assert starts(log) == ["ok"] * (min(jobs, renders) + (renders > jobs))
