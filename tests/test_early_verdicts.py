@@ -131,3 +131,47 @@ def test_a_run_of_many_renders_keeps_one_kubeconform_after_the_loop(tmp_path):
     # the first `jobs` renders checked in their jobs, the rest (if any) in one kubeconform after the loop
     validate(repo, str(chart.relative_to(repo)), env=env | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache2")})
     assert starts(log) == ["ok"] * (min(jobs, renders) + (renders > jobs))
+
+
+def test_the_changed_apps_render_starts_before_its_values_are_checked(repo, monkeypatch):
+    """The render of an app in scope is submitted before ``schema.check_values`` (which imports
+    jsonschema and checks the values: helm and kubeconform run meanwhile). In this process:
+    ``check_values`` waits until the app's render has begun, which it could not if the render
+    were submitted only after it; a values error then drops that render for the partial one."""
+    import threading
+    from gitops_validate import determinism, schema
+    from test_properties import run_main
+    begun, checked = threading.Event(), []
+    render_checked, check_values = determinism.render_checked, schema.check_values
+
+    def rendering(repo_, req, **kw):
+        if CHANGED in req.value_files:   # the changed app's (a warm cache renders no other)
+            begun.set()
+        return render_checked(repo_, req, **kw)
+
+    def checking(repo_, req, *args):
+        if CHANGED in req.value_files:
+            checked.append(begun.wait(20))
+        return check_values(repo_, req, *args)
+
+    monkeypatch.setattr(determinism, "render_checked", rendering)
+    monkeypatch.setattr(schema, "check_values", checking)
+    monkeypatch.setenv("GITOPS_VALIDATE_CACHE", str(repo.parent / "cache"))
+    assert run_main("--repo", str(repo), "--format", "json").code == 1   # warm: only the changed app renders next
+    checked.clear()
+    begun.clear()
+    append(repo, VALID)
+    r = run_main("--repo", str(repo), "--format", "json", CHANGED)
+    assert r.code == 1 and checked == [True], (checked, r.err)
+
+
+def test_a_values_error_drops_the_render_started_ahead_with_the_findings_of_before(repo, tmp_path, before_code):
+    """Values that fail the chart's values.schema.json: the full render submitted ahead of the check
+    is dropped (helm refuses those values) and the valid part renders, as before (partialrender.py):
+    the JSON findings equal the old code's, with the values error among them."""
+    env, _ = logging_kubeconform(tmp_path)
+    validate(repo, env=env)
+    append(repo, "revisionHistoryLimit: many\n")
+    expected = old(before_code, repo, CHANGED)
+    assert any(f["rule"].startswith("values/") for f in expected[1]), expected
+    assert validate(repo, CHANGED, env=env) == expected

@@ -6,7 +6,7 @@
   changed file a ``$ref`` reaches, or a damaged entry gives what a run without cache gives.
 - The Argo CD install's kustomize build is keyed before anything is copied: an edit in its tree
   still rebuilds it.
-- helm-renderer starts while the values are checked (``render.prestart``).
+- an app in scope renders while its values are checked (the render is submitted before the check).
 
 The JSON findings are compared with the code before these changes (BEFORE, from `git archive`) on
 this repository and on a generated repo with planted defects, whole-repo and path-scoped.
@@ -217,9 +217,9 @@ def logged_renderer(bindir: Path, log: Path) -> None:
 
 
 def test_the_renderer_starts_once_for_a_render_and_not_for_a_cache_hit(tmp_path, repo_copy):
-    """``render.prestart`` and ``helmrenderer.start_early``: a render the cache lacks starts one
-    helm-renderer (a path-scoped run starts it ahead and then renders with it: not a second one),
-    a whole-repository run served by the render cache starts none; the findings are the CLI's."""
+    """``helmrenderer.start_early``: a render the cache lacks starts one helm-renderer (a
+    path-scoped run starts it ahead and then renders with it: not a second one), a
+    whole-repository run served by the render cache starts none; the findings are the CLI's."""
     log = tmp_path / "starts"
     logged_renderer(tmp_path / "bin", log)
     env = tool_env(str(tmp_path / "bin")) | {"GITOPS_VALIDATE_CACHE": str(tmp_path / "cache")}

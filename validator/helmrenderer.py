@@ -141,14 +141,6 @@ class Pool:
             self._all.append(r)
             self._idle.append(r)
 
-    def prestart(self) -> None:
-        """Start a renderer now when none is running: its start-up (the Go runtime, helm's
-        packages) then overlaps the caller's own work instead of delaying the first render."""
-        with self._lock:
-            if self._all:
-                return
-        self.adopt(Renderer(self.path, self.env))
-
     def close(self) -> None:
         with self._lock:
             every, self._all, self._idle = self._all, [], []

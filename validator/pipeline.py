@@ -395,24 +395,32 @@ def _run_repo(opts: Options, kubeconform: str, root: Path | None, start: float) 
                         else:
                             unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
                         continue
-                    if in_scope:  # the renderer starts while the values are checked
-                        render.prestart(repo, req, tool("helm"), cache)
+                    # an app of a path-scoped run rendered in full gets kubeconform's verdicts in the
+                    # same job; only the first few: a run rendering many apps (a chart changed, a
+                    # whole-repo run) is faster with the one kubeconform after the loop
+                    early = (kubeconform, root, version_of(req.cluster), stored) \
+                        if stored and changes.given and in_scope and early_left > 0 else None
+                    # in scope, the render starts before the values check, which nearly every run passes:
+                    # helm (and kubeconform) then run while jsonschema loads and checks the values
+                    ahead = pool.submit(_render_job, repo, req, tool("helm"), cache, config.limits.render_timeout,
+                                        early) if in_scope else None
                     vf, ok = schema.check_values(repo, req, stored) if in_scope else ([], True)
                     a.findings += vf
                     # after a values error, the valid part of the values still renders (partialrender.py)
                     part = req if ok else _partialrender().valid_part(repo, req)
                     if rkey and in_scope and ok:  # only what this run checks in full is stored (a partial render is not)
                         fresh[id(req)] = _Fresh(rkey, vf, ok, cluster=a.cluster)
+                    if ahead is not None and not ok:
+                        # dropped unused (one already running ends on its own: every cache it fills is keyed by its input)
+                        ahead.cancel()
                     if part is not None:
                         jobs.append((a, part, req))
-                        # an app of a path-scoped run rendered in full gets kubeconform's verdicts in the
-                        # same job; only the first few: a run rendering many apps (a chart changed, a
-                        # whole-repo run) is faster with the one kubeconform after the loop
-                        early = (kubeconform, root, version_of(req.cluster), stored) \
-                            if stored and changes.given and in_scope and ok and early_left > 0 else None
-                        early_left -= early is not None
-                        renders.append(pool.submit(_render_job, repo, part, tool("helm"), cache,
-                                                   config.limits.render_timeout, early))
+                        if ok and ahead is not None:
+                            early_left -= early is not None
+                            renders.append(ahead)
+                        else:
+                            renders.append(pool.submit(_render_job, repo, part, tool("helm"), cache,
+                                                       config.limits.render_timeout, None))
                     else:
                         unrendered.setdefault(a.cluster, set()).add((req.app, req.namespace))
             rendered_now.update(a.cluster for a, *_ in jobs + kjobs)

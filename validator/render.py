@@ -25,7 +25,7 @@ from . import helmrenderer, tools
 from .findings import Finding, Severity
 from .model import CLUSTER_SCOPED, Manifest, no_objects
 from .record import Record
-from .rendercache import SUFFIX, RenderCache
+from .rendercache import RenderCache
 from .yamlio import YamlProblem, load_all, split_stream
 
 
@@ -147,19 +147,6 @@ class Rendered(Record):
 #: values schema failure, YAML a template rendered wrong): a finding. Anything else (a crash, a
 #: signal, a timeout, other statuses) means helm could not do its job: exit 2.
 _USER_ERROR = re.compile(r"^Error: ", re.M)
-
-
-def prestart(repo: Path, req: RenderRequest, helm: str, cache: RenderCache | None) -> None:
-    """When ``req`` will not come from the render cache, start helm-renderer now, so that it starts
-    while the app's values are checked rather than before its render (a no-op when one runs)."""
-    if cache is not None and cache.enabled and (cache.directory / f"{cache.key(repo, req, helm)}{SUFFIX}").is_file():
-        return
-    try:
-        pool = helmrenderer.pool_for(helm, helmrenderer.helm_env(), memo=cache)
-        if pool is not None:
-            pool.prestart()
-    except tools.ToolFailed:
-        pass  # the render meets the same failure and reports it (exit 2); no render, no failure
 
 
 def run_helm(repo: Path, req: RenderRequest, helm: str, timeout: float,
