@@ -73,10 +73,14 @@ def test_interrupted_run_leaves_nothing(sig: signal.Signals, tmp_path: Path) -> 
         return "\n--- the child pytest's last lines:\n" + "\n".join(output.read_text(errors="replace").splitlines()[-40:])
 
     with open(output, "wb") as out:
+        # Ctrl-C as a terminal gives it: SIGINT at its default in the child, also when this run
+        # inherited it ignored (a job started with `&` by a shell without job control has SIGINT
+        # ignored, and so would every process it starts: the child would never see the Ctrl-C)
         child = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", f"--basetemp={run}",
              str(ROOT / "tests" / "e2e" / "test_gitops_loop.py")],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not WANTED <= set(started_in(run).values()):
