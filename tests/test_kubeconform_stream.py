@@ -11,9 +11,12 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from gitops_validate import yamlio
 
 import synth
 from conftest import run_cli, tool_env
@@ -144,7 +147,7 @@ def _named(findings: list, file: str) -> list:
 def _logged_kubeconform(tmp_path: Path) -> tuple[dict, Path]:
     log = tmp_path / "kubeconform.log"
     real = Path(tool_env()["PATH"].split(":")[0]) / "kubeconform"
-    script = f'echo "$#" >> "{log}"\nexec "{real}" "$@"'
+    script = f'echo "$*" >> "{log}"\nexec "{real}" "$@"'
     return tool_env(str(fake_bin(tmp_path, kubeconform=script))), log
 
 
@@ -153,14 +156,74 @@ def test_plain_objects_take_one_kubeconform_run(tmp_path: Path, mdir: Path):
     env, log = _logged_kubeconform(tmp_path)
     r = run_cli("--manifests", "plain.yaml", "--format", "json", cwd=mdir, env=env)
     assert r.code in (0, 1), r.err
-    assert len(log.read_text().split()) == 1
+    assert len(log.read_text().splitlines()) == 1
 
 
 def test_what_the_stream_cannot_tell_apart_goes_to_a_second_run(tmp_path: Path, mdir: Path):
+    """hostile.yaml: objects of one (kind, apiVersion, name), each in a stream of its own (one
+    report cannot tell them apart), and a List, names that are not text and a CRD's objects for
+    the run after the streams."""
+    from gitops_validate.schema import STREAMS
     env, log = _logged_kubeconform(tmp_path)
     r = run_cli("--manifests", "hostile.yaml", "--format", "json", cwd=mdir, env=env)
     assert r.code == 1, r.err
-    assert len(log.read_text().split()) == 2
+    keys: Counter = Counter()
+    for chunk in yamlio.split_stream((mdir / "hostile.yaml").read_text()):
+        try:
+            docs = [d.data for d in yamlio.load_all(chunk.text)]
+        except yamlio.YamlProblem:
+            continue
+        for d in docs:
+            key = (d.get("kind"), d.get("apiVersion"), (d.get("metadata") or {}).get("name")) if isinstance(d, dict) else ()
+            if key and all(isinstance(v, str) for v in key) and not key[0].endswith("List"):
+                keys[key] += 1
+    assert max(keys.values()) >= 3
+    assert len(log.read_text().splitlines()) == min(max(keys.values()), STREAMS) + 1
+
+
+def _twins(n: int, invalid: set[int]) -> str:
+    """``n`` ConfigMaps of one name in as many namespaces, those in ``invalid`` with a field too many."""
+    return "---\n".join(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: twin, namespace: ns{i}}}\n"
+                         f"data: {{k: v}}\n{'unknownField: 1' + chr(10) if i in invalid else ''}" for i in range(n))
+
+
+def test_objects_of_one_name_go_to_streams_of_their_own_up_to_a_bound(tmp_path: Path, mdir: Path):
+    """Change 30: the k-th object of a (kind, apiVersion, name) goes to the k-th stream, each its
+    own kubeconform started when its first object comes (not a run after the first stream has
+    ended); past ``schema.STREAMS`` streams, to the run after them. Each verdict stays its own
+    object's: the twins invalid in the first stream, in a later one and past the bound are each
+    reported on their own line, as by the code before the stream (64f603a)."""
+    from gitops_validate.schema import STREAMS
+    n = STREAMS + 2
+    text = _twins(n, {1, STREAMS - 1, n - 1})
+    (tmp_path / "twins.yaml").write_text(text)
+    env, log = _logged_kubeconform(tmp_path)
+    args = ("--manifests", str(tmp_path / "twins.yaml"), "--format", "json")
+    r = run_cli(*args, cwd=mdir, env=env)
+    assert r.code == 1, r.err
+    runs = log.read_text().splitlines()
+    # the streams, each its own FIFO (-n: the cores left), then one run after them
+    assert [run.endswith(f"/{k}.json") and " -n " in run for k, run in enumerate(runs)] == [True] * STREAMS + [False]
+    assert STREAMS > 1
+    lines = [f["line"] for f in r.json["findings"] if f["rule"] == "schema/invalid"]
+    assert lines == [i for i, line in enumerate(text.splitlines(), 1) if line.startswith("unknownField")], lines
+    assert len(lines) == 3
+    code_before, before, _ = _run_baseline(_baseline_code(tmp_path / "baseline", BEFORE_STREAM), mdir, *args)
+    assert r.code == code_before
+    _same_findings(r.json["findings"], before["findings"])
+
+
+@pytest.mark.parametrize("fault", ["crash", "results missing for some objects", "garbage output"])
+def test_a_failing_kubeconform_on_a_later_stream_is_exit_2(tmp_path: Path, mdir: Path, fault: str):
+    """Only the kubeconform reading the second stream fails: the run is exit 2 all the same."""
+    script, words = KUBECONFORM_FAULTS[fault]
+    real = Path(tool_env()["PATH"].split(":")[0]) / "kubeconform"
+    (tmp_path / "fault.sh").write_text(script + "\n")
+    second = f'case "$*" in *1.json) . "{tmp_path / "fault.sh"}";; esac\nexec "{real}" "$@"'
+    (tmp_path / "twins.yaml").write_text(_twins(2, set()))
+    env = tool_env(str(fake_bin(tmp_path, kubeconform=second)))
+    assert_cannot_run(run_cli("--manifests", str(tmp_path / "twins.yaml"), "--format", "json", cwd=mdir, env=env),
+                      "kubeconform", *words)
 
 
 @pytest.mark.parametrize("fault", [f for f in KUBECONFORM_FAULTS])
@@ -203,8 +266,9 @@ def test_kubeconform_runs_with_a_larger_gc_target_and_the_cores_left(tmp_path: P
     assert [r.code for r in runs] == [1, 1, 1], [r.err for r in runs]
     assert runs[0].json["findings"] == runs[1].json["findings"] == runs[2].json["findings"]
     lines = log.read_text().splitlines()
-    assert len(lines) == 4, lines                        # the stream and the second run, twice
-    assert [line.split()[0] for line in lines] == ["GOGC=400"] * 2 + ["GOGC=150"] * 2
+    half = len(lines) // 2               # the streams (more than one: hostile.yaml's twins) and the run after them, twice
+    assert len(lines) == 2 * half and half > 2, lines
+    assert [line.split()[0] for line in lines] == ["GOGC=400"] * half + ["GOGC=150"] * half
     workers = max(1, len(os.sched_getaffinity(0)) - 1)
-    assert sum(f" -n {workers} " in line for line in lines) == 2   # the streams only
-    assert sum(" -n " in line for line in lines) == 2
+    streams = [line for line in lines if " -n " in line]
+    assert len(streams) == 2 * (half - 1) and all(f" -n {workers} " in line for line in streams)   # the streams only

@@ -169,38 +169,33 @@ def prepare_objects(manifests: list[Manifest]) -> Prepared:
     return out
 
 
-class Streamed(Prepared):
-    """``Prepared``, with kubeconform started at once on a FIFO that gets each object as it is
-    added (``--manifests``: kubeconform compiles its schemas and checks while this process still
-    reads YAML). Only objects that the stream's report can tell apart go in: the first of each
-    (kind, apiVersion, name) of text, not a List; the others, and every object whose kind a CRD of
-    the run defines (known only at the end), go through ``_kubeconform`` afterwards as before. The
-    verdict of an object depends on its JSON text and the schemas alone, so both ways agree.
-    Every object sent must get exactly one result (``_kubeconform_results``), else exit 2."""
+#: kubeconform processes a ``--manifests`` run streams to at most: the first, and one more for each
+#: object seen again by (kind, apiVersion, name) (the same name in another namespace or cluster),
+#: which one report cannot tell apart from the first (docs/performance.md, change 30)
+STREAMS = 4
 
-    def __init__(self, kubeconform: str, schema_root: Path, kube_version: str):
-        super().__init__()
-        self._tmp = tempfile.TemporaryDirectory(prefix="gitops-validate-")
-        self._fifo = str(Path(self._tmp.name) / "0.json")   # kubeconform reads only .json/.yaml names
-        os.mkfifo(self._fifo, 0o600)
-        self._keys: dict[tuple, int] = {}      # stream key -> index in checkable
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._done = threading.Event()          # kubeconform has exited (or could not start)
-        self._proc: tools.Completed | BaseException | None = None
-        # kubeconform gets the cores this process leaves it: it reads YAML and then evaluates the rules on one
-        cmd = _kubeconform_cmd(kubeconform, schema_root, kube_version, None, workers=max(1, _cores() - 1))
-        self._runner = threading.Thread(target=self._run, args=(cmd + [self._fifo],), daemon=True)
+
+class _Stream:
+    """One kubeconform reading a FIFO, fed from a queue by a thread of its own."""
+
+    def __init__(self, fifo: str, cmd: list[str]):
+        self.fifo = fifo
+        os.mkfifo(fifo, 0o600)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.done = threading.Event()          # kubeconform has exited (or could not start)
+        self.proc: tools.Completed | BaseException | None = None
+        self._runner = threading.Thread(target=self._run, args=(cmd + [fifo],), daemon=True)
         self._writer = threading.Thread(target=self._write, daemon=True)
         self._runner.start()
         self._writer.start()
 
     def _run(self, cmd: list[str]) -> None:
         try:
-            self._proc = _run_tool(cmd)
+            self.proc = _run_tool(cmd)
         except BaseException as e:  # noqa: BLE001 - check() raises it in the caller's thread
-            self._proc = e
+            self.proc = e
         finally:
-            self._done.set()
+            self.done.set()
 
     def _write(self) -> None:
         """Objects from the queue into the FIFO, until None. A kubeconform that never opened it or
@@ -209,16 +204,16 @@ class Streamed(Prepared):
         try:
             while fd is None:
                 try:  # non-blocking: an open for writing would wait for ever on a reader that never comes
-                    fd = os.open(self._fifo, os.O_WRONLY | os.O_NONBLOCK)
+                    fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
                 except OSError as e:
-                    if e.errno != errno.ENXIO or self._done.wait(0.002):
+                    if e.errno != errno.ENXIO or self.done.wait(0.002):
                         return
             os.set_blocking(fd, True)
             first = True
             while True:
-                texts = [self._queue.get()]
-                while texts[-1] is not None and not self._queue.empty():
-                    texts.append(self._queue.get())
+                texts = [self.queue.get()]
+                while texts[-1] is not None and not self.queue.empty():
+                    texts.append(self.queue.get())
                 end = texts[-1] is None
                 data = "\n---\n".join(t for t in texts if t is not None)
                 if data:
@@ -235,6 +230,40 @@ class Streamed(Prepared):
             if fd is not None:
                 os.close(fd)
 
+    def close(self) -> None:
+        """End the stream; kubeconform then finishes its report."""
+        self.queue.put(None)
+
+    def join(self) -> None:
+        self._writer.join()
+        self._runner.join()
+
+
+class Streamed(Prepared):
+    """``Prepared``, with kubeconform started at once on a FIFO that gets each object as it is
+    added (``--manifests``: kubeconform compiles its schemas and checks while this process still
+    reads YAML). Only objects that a stream's report can tell apart go in it: the first of each
+    (kind, apiVersion, name) of text, not a List, in the first stream; the next one of the same
+    (kind, apiVersion, name) in the second, started when it comes; up to ``STREAMS``. The others,
+    and every object whose kind a CRD of the run defines (known only at the end), go through
+    ``_kubeconform`` afterwards as before. The verdict of an object depends on its JSON text and
+    the schemas alone, so every way agrees. Every object sent must get exactly one result
+    (``_kubeconform_results``), else exit 2."""
+
+    def __init__(self, kubeconform: str, schema_root: Path, kube_version: str):
+        super().__init__()
+        self._tmp = tempfile.TemporaryDirectory(prefix="gitops-validate-")
+        self._keys: dict[tuple, int] = {}      # stream key -> index in checkable
+        # kubeconform gets the cores this process leaves it: it reads YAML and then evaluates the rules on one
+        self._cmd = _kubeconform_cmd(kubeconform, schema_root, kube_version, None, workers=max(1, _cores() - 1))
+        self._streams: list[_Stream] = []
+        self._stream()
+
+    def _stream(self) -> _Stream:
+        """A new stream: its FIFO has a .json name (kubeconform reads only .json/.yaml names)."""
+        self._streams.append(_Stream(str(Path(self._tmp.name) / f"{len(self._streams)}.json"), self._cmd))
+        return self._streams[-1]
+
     def add(self, m: Manifest) -> None:
         before = len(self.checkable)
         super().add(m)
@@ -242,41 +271,46 @@ class Streamed(Prepared):
             return
         name, kind, version = m.metadata.get("name"), m.doc.get("kind"), m.doc.get("apiVersion")
         if all(isinstance(v, str) for v in (name, kind, version)) and not kind.endswith("List"):
-            key = (self._fifo, kind, version, name)
-            if key not in self._keys:
-                self._keys[key] = before
-                self._queue.put(self.texts[before])
+            for level in range(STREAMS):
+                stream = self._streams[level] if level < len(self._streams) else self._stream()
+                key = (stream.fifo, kind, version, name)
+                if key not in self._keys:
+                    self._keys[key] = before
+                    stream.queue.put(self.texts[before])
+                    return
 
     def close(self) -> None:
-        """End the stream; kubeconform then finishes its report."""
-        self._queue.put(None)
+        """End the streams; each kubeconform then finishes its report."""
+        for stream in self._streams:
+            stream.close()
+
+    def _end(self) -> None:
+        self.close()
+        for stream in self._streams:
+            stream.join()
+        self._tmp.cleanup()
 
     def abandon(self) -> None:
         """The run ends without the report (an error while reading): let kubeconform end, clean up."""
-        self.close()
-        self._writer.join()
-        self._runner.join()
-        self._tmp.cleanup()
+        self._end()
 
     def check(self, kubeconform: str, schema_root: Path, kube_version: str,
               known: "ResultCache | None" = None) -> list[Finding]:
-        self.close()
-        self._writer.join()
-        self._runner.join()
-        self._tmp.cleanup()
-        if isinstance(self._proc, BaseException):
-            raise self._proc
-        assert self._proc is not None
+        self._end()
         results: list[dict | None] = [None] * len(self.checkable)
-        if self._keys:
-            keys = list(self._keys)
-            for key, r in zip(keys, _kubeconform_results(self._proc, keys), strict=True):
-                results[self._keys[key]] = r
-        elif self._proc.returncode != 0:   # an empty stream is one empty file: status 0 and no finding
-            raise tools.ToolFailed("kubeconform", tools.describe_exit(self._proc.returncode), self._proc.stderr)
+        for stream in self._streams:
+            if isinstance(stream.proc, BaseException):
+                raise stream.proc
+            assert stream.proc is not None
+            keys = [key for key in self._keys if key[0] == stream.fifo]
+            if keys:
+                for key, r in zip(keys, _kubeconform_results(stream.proc, keys), strict=True):
+                    results[self._keys[key]] = r
+            elif stream.proc.returncode != 0:   # an empty stream is one empty file: status 0 and no finding
+                raise tools.ToolFailed("kubeconform", tools.describe_exit(stream.proc.returncode), stream.proc.stderr)
         crds = [m.doc for m in self.checkable if m.kind == "CustomResourceDefinition"]
         crd_kinds = {str(dig(d, "spec", "names", "kind")).lower() for d in crds}
-        # the stream ran without the run's CRD schemas: objects of those kinds are checked again with them
+        # the streams ran without the run's CRD schemas: objects of those kinds are checked again with them
         todo = [i for i, (m, r) in enumerate(zip(self.checkable, results)) if r is None or m.kind.lower() in crd_kinds]
         if todo:
             batch = [self.checkable[i] for i in todo]
