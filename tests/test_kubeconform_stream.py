@@ -202,8 +202,11 @@ def test_objects_of_one_name_go_to_streams_of_their_own_up_to_a_bound(tmp_path: 
     r = run_cli(*args, cwd=mdir, env=env)
     assert r.code == 1, r.err
     runs = log.read_text().splitlines()
-    # the streams, each its own FIFO (-n: the cores left), then one run after them
-    assert [run.endswith(f"/{k}.json") and " -n " in run for k, run in enumerate(runs)] == [True] * STREAMS + [False]
+    # the streams (started by threads of their own: in any order), each its own FIFO with -n (the
+    # cores left), then one run after them all
+    streams, after = runs[:-1], runs[-1]
+    assert sorted(run.rsplit("/", 1)[1] for run in streams) == [f"{k}.json" for k in range(STREAMS)], runs
+    assert all(" -n " in run for run in streams) and " -n " not in after, runs
     assert STREAMS > 1
     lines = [f["line"] for f in r.json["findings"] if f["rule"] == "schema/invalid"]
     assert lines == [i for i, line in enumerate(text.splitlines(), 1) if line.startswith("unknownField")], lines
