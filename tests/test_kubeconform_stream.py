@@ -20,7 +20,7 @@ from gitops_validate import yamlio
 
 import synth
 from conftest import run_cli, tool_env
-from test_failclosed import EMPTY_LISTS, KUBECONFORM_FAULTS, assert_cannot_run, fake_bin
+from test_failclosed import EMPTY_LISTS, KUBECONFORM_FAULTS, REAL_KUBECONFORM, assert_cannot_run, fake_bin
 from test_policy_index import _baseline_code, _run_baseline, _same_findings, every_family_stream
 
 #: The last commit before the stream: kubeconform started after all YAML was read.
@@ -146,8 +146,7 @@ def _named(findings: list, file: str) -> list:
 
 def _logged_kubeconform(tmp_path: Path) -> tuple[dict, Path]:
     log = tmp_path / "kubeconform.log"
-    real = Path(tool_env()["PATH"].split(":")[0]) / "kubeconform"
-    script = f'echo "$*" >> "{log}"\nexec "{real}" "$@"'
+    script = f'echo "$*" >> "{log}"\nexec {REAL_KUBECONFORM}'
     return tool_env(str(fake_bin(tmp_path, kubeconform=script))), log
 
 
@@ -220,9 +219,8 @@ def test_objects_of_one_name_go_to_streams_of_their_own_up_to_a_bound(tmp_path: 
 def test_a_failing_kubeconform_on_a_later_stream_is_exit_2(tmp_path: Path, mdir: Path, fault: str):
     """Only the kubeconform reading the second stream fails: the run is exit 2 all the same."""
     script, words = KUBECONFORM_FAULTS[fault]
-    real = Path(tool_env()["PATH"].split(":")[0]) / "kubeconform"
     (tmp_path / "fault.sh").write_text(script + "\n")
-    second = f'case "$*" in *1.json) . "{tmp_path / "fault.sh"}";; esac\nexec "{real}" "$@"'
+    second = f'case "$*" in *1.json) . "{tmp_path / "fault.sh"}";; esac\nexec {REAL_KUBECONFORM}'
     (tmp_path / "twins.yaml").write_text(_twins(2, set()))
     env = tool_env(str(fake_bin(tmp_path, kubeconform=second)))
     assert_cannot_run(run_cli("--manifests", str(tmp_path / "twins.yaml"), "--format", "json", cwd=mdir, env=env),
@@ -257,13 +255,12 @@ def test_kubeconform_runs_with_a_larger_gc_target_and_the_cores_left(tmp_path: P
     with `-n` = the cores this process leaves it (one on two). Neither changes a verdict: the
     findings equal those of kubeconform run with Go's default GOGC and its default workers."""
     log = tmp_path / "kubeconform.log"
-    real = Path(tool_env()["PATH"].split(":")[0]) / "kubeconform"
-    logged = tool_env(str(fake_bin(tmp_path / "logged", kubeconform=f'echo "GOGC=$GOGC $*" >> "{log}"\nexec "{real}" "$@"')))
+    logged = tool_env(str(fake_bin(tmp_path / "logged", kubeconform=f'echo "GOGC=$GOGC $*" >> "{log}"\nexec {REAL_KUBECONFORM}')))
     # the same kubeconform without -n and at GOGC=100 (sh: rebuild "$@" without the pair "-n X")
     plain = tool_env(str(fake_bin(tmp_path / "plain", kubeconform=(
         'n=$#; skip=0\nfor a in "$@"; do\n  if [ $skip = 1 ]; then skip=0\n  elif [ "$a" = -n ]; then skip=1\n'
         '  else set -- "$@" "$a"; fi\ndone\nshift $n\n'
-        f'GOGC=100 exec "{real}" "$@"'))))
+        f'GOGC=100 exec {REAL_KUBECONFORM}'))))
     args = ("--manifests", "plain.yaml", "hostile.yaml", "--format", "json")
     runs = [run_cli(*args, cwd=mdir, env=env) for env in (logged, plain, logged | {"GOGC": "150"})]
     assert [r.code for r in runs] == [1, 1, 1], [r.err for r in runs]

@@ -169,9 +169,9 @@ def prepare_objects(manifests: list[Manifest]) -> Prepared:
     return out
 
 
-#: kubeconform processes a ``--manifests`` run streams to at most: the first, and one more for each
-#: object seen again by (kind, apiVersion, name) (the same name in another namespace or cluster),
-#: which one report cannot tell apart from the first (docs/performance.md, change 30)
+#: Streams of a ``--manifests`` run at most, each its own kubeconform: the k-th object of one
+#: (kind, apiVersion, name) (the same name in another namespace or cluster) goes to the k-th, as
+#: one report cannot tell two of them apart (docs/performance.md, change 30)
 STREAMS = 4
 
 
