@@ -182,7 +182,7 @@ class _Stream:
         self.fifo = fifo
         os.mkfifo(fifo, 0o600)
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.done = threading.Event()          # kubeconform has exited (or could not start)
+        self._done = threading.Event()         # kubeconform has exited (or could not start)
         self.proc: tools.Completed | BaseException | None = None
         self._runner = threading.Thread(target=self._run, args=(cmd + [fifo],), daemon=True)
         self._writer = threading.Thread(target=self._write, daemon=True)
@@ -195,7 +195,7 @@ class _Stream:
         except BaseException as e:  # noqa: BLE001 - check() raises it in the caller's thread
             self.proc = e
         finally:
-            self.done.set()
+            self._done.set()
 
     def _write(self) -> None:
         """Objects from the queue into the FIFO, until None. A kubeconform that never opened it or
@@ -206,7 +206,7 @@ class _Stream:
                 try:  # non-blocking: an open for writing would wait for ever on a reader that never comes
                     fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
                 except OSError as e:
-                    if e.errno != errno.ENXIO or self.done.wait(0.002):
+                    if e.errno != errno.ENXIO or self._done.wait(0.002):
                         return
             os.set_blocking(fd, True)
             first = True
