@@ -169,25 +169,21 @@ def prepare_objects(manifests: list[Manifest]) -> Prepared:
     return out
 
 
-#: Streams of a ``--manifests`` run at most, each its own kubeconform: the k-th object of one
-#: (kind, apiVersion, name) (the same name in another namespace or cluster) goes to the k-th, as
-#: one report cannot tell two of them apart (docs/performance.md, change 30)
+#: Streams of a ``--manifests`` run, FIFOs that one kubeconform reads in turn: the k-th object of one
+#: (kind, apiVersion, name) (the same name in another namespace or cluster) goes to the k-th, as one
+#: file's report cannot tell two of them apart (docs/performance.md, changes 30 and 32)
 STREAMS = 4
 
 
-class _Stream:
-    """One kubeconform reading a FIFO, fed from a queue by a thread of its own."""
+class _Kubeconform:
+    """One kubeconform run on FIFOs, in a thread: it opens each when it has read the one before to
+    its end (it reads the files it is named one after the other, pkg/resource/files.go)."""
 
-    def __init__(self, fifo: str, cmd: list[str]):
-        self.fifo = fifo
-        os.mkfifo(fifo, 0o600)
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._done = threading.Event()         # kubeconform has exited (or could not start)
+    def __init__(self, cmd: list[str]):
+        self.done = threading.Event()          # kubeconform has exited (or could not start)
         self.proc: tools.Completed | BaseException | None = None
-        self._runner = threading.Thread(target=self._run, args=(cmd + [fifo],), daemon=True)
-        self._writer = threading.Thread(target=self._write, daemon=True)
-        self._runner.start()
-        self._writer.start()
+        self._thread = threading.Thread(target=self._run, args=(cmd,), daemon=True)
+        self._thread.start()
 
     def _run(self, cmd: list[str]) -> None:
         try:
@@ -195,19 +191,39 @@ class _Stream:
         except BaseException as e:  # noqa: BLE001 - check() raises it in the caller's thread
             self.proc = e
         finally:
-            self._done.set()
+            self.done.set()
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+class _Stream:
+    """A FIFO (made by the caller) that kubeconform reads after ``after`` (the FIFO before it), fed
+    from a queue by a thread of its own."""
+
+    def __init__(self, fifo: str, reader: _Kubeconform, after: "_Stream | None"):
+        self.fifo = fifo
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._reader, self._after = reader, after
+        self._ended = threading.Event()        # closed, or never to be written
+        self._writer = threading.Thread(target=self._write, daemon=True)
+        self._writer.start()
 
     def _write(self) -> None:
         """Objects from the queue into the FIFO, until None. A kubeconform that never opened it or
         went away leaves the rest unwritten: its missing results are exit 2 in check()."""
         fd = None
         try:
+            if self._after is not None:   # kubeconform opens this one only once it has read the one before
+                self._after._ended.wait()
+            wait = 0.0001
             while fd is None:
                 try:  # non-blocking: an open for writing would wait for ever on a reader that never comes
                     fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
                 except OSError as e:
-                    if e.errno != errno.ENXIO or self._done.wait(0.002):
+                    if e.errno != errno.ENXIO or self._reader.done.wait(wait):
                         return
+                    wait = min(2 * wait, 0.002)
             os.set_blocking(fd, True)
             first = True
             while True:
@@ -229,40 +245,42 @@ class _Stream:
         finally:
             if fd is not None:
                 os.close(fd)
+            self._ended.set()
 
     def close(self) -> None:
-        """End the stream; kubeconform then finishes its report."""
+        """End the stream; kubeconform then reads the next one or finishes its report."""
         self.queue.put(None)
 
     def join(self) -> None:
         self._writer.join()
-        self._runner.join()
 
 
 class Streamed(Prepared):
-    """``Prepared``, with kubeconform started at once on a FIFO that gets each object as it is
-    added (``--manifests``: kubeconform compiles its schemas and checks while this process still
-    reads YAML). Only objects that a stream's report can tell apart go in it: the first of each
-    (kind, apiVersion, name) of text, not a List, in the first stream; the next one of the same
-    (kind, apiVersion, name) in the second, started when it comes; up to ``STREAMS``. The others,
-    and every object whose kind a CRD of the run defines (known only at the end), go through
-    ``_kubeconform`` afterwards as before. The verdict of an object depends on its JSON text and
-    the schemas alone, so every way agrees. Every object sent must get exactly one result
-    (``_kubeconform_results``), else exit 2."""
+    """``Prepared``, with kubeconform started at once on FIFOs that get each object as it is added
+    (``--manifests``: kubeconform compiles its schemas and checks while this process still reads
+    YAML). Only objects that a FIFO's report can tell apart go in it: the first of each (kind,
+    apiVersion, name) of text, not a List, in the first FIFO, which kubeconform reads as they come;
+    the next one of the same (kind, apiVersion, name) in the second, which it reads after the first
+    has ended, with the schemas it has compiled; up to ``STREAMS``. The others, and every object
+    whose kind a CRD of the run defines (known only at the end), go through ``_kubeconform``
+    afterwards as before. The verdict of an object depends on its JSON text and the schemas alone,
+    so every way agrees. Every object sent must get exactly one result, and every FIFO left empty
+    its empty-file result (``_kubeconform_results``), else exit 2."""
 
     def __init__(self, kubeconform: str, schema_root: Path, kube_version: str):
         super().__init__()
         self._tmp = tempfile.TemporaryDirectory(prefix="gitops-validate-")
-        self._keys: dict[tuple, int] = {}      # stream key -> index in checkable
+        self._keys: dict[tuple, int] = {}      # (FIFO, kind, apiVersion, name) -> index in checkable
+        # .json names: kubeconform reads only .json/.yaml names; all there before it looks for them
+        fifos = [str(Path(self._tmp.name) / f"{k}.json") for k in range(STREAMS)]
+        for fifo in fifos:
+            os.mkfifo(fifo, 0o600)
         # kubeconform gets the cores this process leaves it: it reads YAML and then evaluates the rules on one
-        self._cmd = _kubeconform_cmd(kubeconform, schema_root, kube_version, None, workers=max(1, _cores() - 1))
+        self._reader = _Kubeconform(_kubeconform_cmd(kubeconform, schema_root, kube_version, None,
+                                                     workers=max(1, _cores() - 1)) + fifos)
         self._streams: list[_Stream] = []
-        self._stream()
-
-    def _stream(self) -> _Stream:
-        """A new stream: its FIFO has a .json name (kubeconform reads only .json/.yaml names)."""
-        self._streams.append(_Stream(str(Path(self._tmp.name) / f"{len(self._streams)}.json"), self._cmd))
-        return self._streams[-1]
+        for fifo in fifos:
+            self._streams.append(_Stream(fifo, self._reader, self._streams[-1] if self._streams else None))
 
     def add(self, m: Manifest) -> None:
         before = len(self.checkable)
@@ -271,8 +289,7 @@ class Streamed(Prepared):
             return
         name, kind, version = m.metadata.get("name"), m.doc.get("kind"), m.doc.get("apiVersion")
         if all(isinstance(v, str) for v in (name, kind, version)) and not kind.endswith("List"):
-            for level in range(STREAMS):
-                stream = self._streams[level] if level < len(self._streams) else self._stream()
+            for stream in self._streams:
                 key = (stream.fifo, kind, version, name)
                 if key not in self._keys:
                     self._keys[key] = before
@@ -280,7 +297,7 @@ class Streamed(Prepared):
                     return
 
     def close(self) -> None:
-        """End the streams; each kubeconform then finishes its report."""
+        """End the streams; kubeconform then finishes its report."""
         for stream in self._streams:
             stream.close()
 
@@ -288,6 +305,7 @@ class Streamed(Prepared):
         self.close()
         for stream in self._streams:
             stream.join()
+        self._reader.join()
         self._tmp.cleanup()
 
     def abandon(self) -> None:
@@ -298,16 +316,14 @@ class Streamed(Prepared):
               known: "ResultCache | None" = None) -> list[Finding]:
         self._end()
         results: list[dict | None] = [None] * len(self.checkable)
-        for stream in self._streams:
-            if isinstance(stream.proc, BaseException):
-                raise stream.proc
-            assert stream.proc is not None
-            keys = [key for key in self._keys if key[0] == stream.fifo]
-            if keys:
-                for key, r in zip(keys, _kubeconform_results(stream.proc, keys), strict=True):
-                    results[self._keys[key]] = r
-            elif stream.proc.returncode != 0:   # an empty stream is one empty file: status 0 and no finding
-                raise tools.ToolFailed("kubeconform", tools.describe_exit(stream.proc.returncode), stream.proc.stderr)
+        proc = self._reader.proc
+        if isinstance(proc, BaseException):
+            raise proc
+        assert proc is not None
+        keys = list(self._keys)
+        empty = {s.fifo for s in self._streams} - {key[0] for key in keys}
+        for key, r in zip(keys, _kubeconform_results(proc, keys, empty), strict=True):
+            results[self._keys[key]] = r
         crds = [m.doc for m in self.checkable if m.kind == "CustomResourceDefinition"]
         crd_kinds = {str(dig(d, "spec", "names", "kind")).lower() for d in crds}
         # the streams ran without the run's CRD schemas: objects of those kinds are checked again with them
@@ -472,10 +488,11 @@ def _write_batches(checkable: list[Manifest], texts: list[str], tmpdir: Path) ->
     return [(names[k[0]],) if len(k) == 1 else (str(tmpdir / f"{k[0]}.json"),) + k[1:] for k in keys]
 
 
-def _kubeconform_results(proc: tools.Completed, keys: list[tuple]) -> list[dict]:
+def _kubeconform_results(proc: tools.Completed, keys: list[tuple], empty: set[str] | None = None) -> list[dict]:
     """kubeconform's result for each object, in order (``keys`` from ``_write_batches``);
     ``ToolFailed`` unless every object sent got exactly one result and the exit status agrees
-    with them (0: all valid, 1: some not)."""
+    with them (0: all valid, 1: some not). ``empty``: files that got nothing, each of which
+    kubeconform reports once, with no status."""
     if proc.returncode not in (0, 1):
         raise tools.ToolFailed("kubeconform", tools.describe_exit(proc.returncode), proc.stderr)
     expected = set(keys)
@@ -485,6 +502,9 @@ def _kubeconform_results(proc: tools.Completed, keys: list[tuple]) -> list[dict]
         found: dict[tuple, dict] = {}
         for r in resources:
             name, status = r["filename"], r["status"]
+            if empty and name in empty and status == "" and (name,) not in found:
+                found[(name,)] = r
+                continue
             key = (name,) if name in singles else (name, r["kind"], r["version"], r["name"])
             if key not in expected or key in found or status not in _STATUSES:
                 raise ValueError(f"unexpected result {json.dumps(r)[:200]}")
@@ -496,7 +516,11 @@ def _kubeconform_results(proc: tools.Completed, keys: list[tuple]) -> list[dict]
     if missing:
         raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)} without a result for "
                                f"{len(missing)} of the {len(keys)} objects sent to it", proc.stderr)
-    all_valid = all(r["status"] == "statusValid" for r in found.values())
+    unread = sorted(Path(name).name for name in empty or () if (name,) not in found)
+    if unread:   # it did not read every file to its end
+        raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)} without a result for "
+                               f"the empty file{'s' * (len(unread) > 1)} {', '.join(unread)} sent to it", proc.stderr)
+    all_valid = all(r["status"] in ("statusValid", "") for r in found.values())
     if all_valid != (proc.returncode == 0):
         raise tools.ToolFailed("kubeconform", f"{tools.describe_exit(proc.returncode)}, which contradicts its "
                                "results", proc.stderr)
