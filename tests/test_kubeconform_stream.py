@@ -158,10 +158,21 @@ def test_plain_objects_take_one_kubeconform_run(tmp_path: Path, mdir: Path):
     assert len(log.read_text().splitlines()) == 1
 
 
+def test_three_clusters_in_one_stream_take_one_kubeconform_run(tmp_path: Path, mdir: Path):
+    """Every object named three times (as in three clusters' renders, one after the other): three
+    segments of the stream, one kubeconform, no run after it."""
+    env, log = _logged_kubeconform(tmp_path)
+    r = run_cli("--manifests", "plain.yaml", "plain.yaml", "plain.yaml", "--format", "json", cwd=mdir, env=env)
+    assert r.code == 1, r.err
+    assert len(log.read_text().splitlines()) == 1
+    assert r.json["summary"]["objects"] == 3 * run_cli("--manifests", "plain.yaml", "--format", "json",
+                                                       cwd=mdir).json["summary"]["objects"]
+
+
 def test_what_the_stream_cannot_tell_apart_goes_to_a_second_run(tmp_path: Path, mdir: Path):
-    """hostile.yaml: objects of one (kind, apiVersion, name), each in a stream of its own (one
-    file's report cannot tell them apart) that the same kubeconform reads in turn, and a List,
-    names that are not text and a CRD's objects for the run after the streams."""
+    """hostile.yaml: objects of one (kind, apiVersion, name), each in a segment of the stream of its
+    own (one file's report cannot tell them apart), and a List, names that are not text and a
+    CRD's objects for the run after the stream."""
     env, log = _logged_kubeconform(tmp_path)
     r = run_cli("--manifests", "hostile.yaml", "--format", "json", cwd=mdir, env=env)
     assert r.code == 1, r.err
@@ -185,25 +196,26 @@ def _twins(n: int, invalid: set[int]) -> str:
                          f"data: {{k: v}}\n{'unknownField: 1' + chr(10) if i in invalid else ''}" for i in range(n))
 
 
-def test_objects_of_one_name_go_to_streams_of_their_own_up_to_a_bound(tmp_path: Path, mdir: Path):
-    """Changes 30 and 32: the k-th object of a (kind, apiVersion, name) goes to the k-th stream,
-    a FIFO that the one kubeconform of the streams reads after the one before it (not a run of its
-    own, which compiles the schemas again); past ``schema.STREAMS`` streams, to the run after them.
-    Each verdict stays its own object's: the twins invalid in the first stream, in a later one and
-    past the bound are each reported on their own line, as by the code before the stream (64f603a)."""
-    from gitops_validate.schema import STREAMS
-    n = STREAMS + 2
-    text = _twins(n, {1, STREAMS - 1, n - 1})
+def test_objects_of_one_name_go_to_segments_of_their_own_up_to_a_bound(tmp_path: Path, mdir: Path):
+    """Changes 30 and 32: an object whose (kind, apiVersion, name) the current segment holds starts
+    the next, a FIFO that the stream's one kubeconform reads after the one before it (not a run of
+    its own, which compiles the schemas again); past ``schema.SEGMENTS``, to the run after the
+    stream. Each verdict stays its own object's: the twins invalid in the first segment, in a later
+    one and past the bound are each reported on their own line, as by the code before the stream
+    (64f603a)."""
+    from gitops_validate.schema import SEGMENTS
+    n = SEGMENTS + 2
+    text = _twins(n, {1, SEGMENTS - 1, n - 1})
     (tmp_path / "twins.yaml").write_text(text)
     env, log = _logged_kubeconform(tmp_path)
     args = ("--manifests", str(tmp_path / "twins.yaml"), "--format", "json")
     r = run_cli(*args, cwd=mdir, env=env)
     assert r.code == 1, r.err
-    # one kubeconform on the streams' FIFOs, in their order, with -n (the cores left), then one run after them
-    streams, after = log.read_text().splitlines()
-    assert [word.rsplit("/", 1)[1] for word in streams.split()[-STREAMS:]] == [f"{k}.json" for k in range(STREAMS)]
-    assert " -n " in streams and " -n " not in after
-    assert STREAMS > 1
+    # one kubeconform on the FIFOs, in their order, with -n (the cores left), then one run after it
+    stream, after = log.read_text().splitlines()
+    assert [word.rsplit("/", 1)[1] for word in stream.split()[-SEGMENTS:]] == [f"{k}.json" for k in range(SEGMENTS)]
+    assert " -n " in stream and " -n " not in after
+    assert SEGMENTS > 1
     lines = [f["line"] for f in r.json["findings"] if f["rule"] == "schema/invalid"]
     assert lines == [i for i, line in enumerate(text.splitlines(), 1) if line.startswith("unknownField")], lines
     assert len(lines) == 3
@@ -214,20 +226,20 @@ def test_objects_of_one_name_go_to_streams_of_their_own_up_to_a_bound(tmp_path: 
 
 #: kubeconform faults that only the FIFOs after the first show: (what the fake does to its
 #: arguments, what to its report), words of the message
-LATER_STREAM_FAULTS = {
-    "reads only the first FIFO": ("args[:] = args[:args.index(next(a for a in args if a.endswith('1.json')))]", "pass",
-                                  ["without a result for 1 of the 3 objects"]),
+LATER_SEGMENT_FAULTS = {
+    "reads only the first FIFO": ("args[:] = args[:args.index(next(a for a in args if a.endswith('/1.json')))]", "pass",
+                                  ["without a result for 2 of the 3 objects"]),
     "drops the second FIFO's results": ("pass", "report['resources'] = [r for r in report['resources'] "
-                                        "if not r['filename'].endswith('1.json')]", ["without a result for 1 of the 3"]),
+                                        "if not r['filename'].endswith('/1.json')]", ["without a result for 2 of the 3"]),
     "drops an empty FIFO's result": ("pass", "report['resources'] = [r for r in report['resources'] "
-                                     "if not r['filename'].endswith('3.json')]", ["without a result for the empty file 3.json"]),
+                                     "if not r['filename'].endswith('/3.json')]", ["without a result for the empty file 3.json"]),
 }
 
 
-@pytest.mark.parametrize("fault", LATER_STREAM_FAULTS)
-def test_a_kubeconform_that_fails_on_a_later_stream_is_exit_2(tmp_path: Path, mdir: Path, fault: str):
+@pytest.mark.parametrize("fault", LATER_SEGMENT_FAULTS)
+def test_a_kubeconform_that_fails_on_a_later_segment_is_exit_2(tmp_path: Path, mdir: Path, fault: str):
     """The first FIFO is read and reported in full; a later one is not: the run is exit 2 all the same."""
-    on_args, on_report, words = LATER_STREAM_FAULTS[fault]
+    on_args, on_report, words = LATER_SEGMENT_FAULTS[fault]
     fake = (f'exec "{sys.executable}" - "$@" <<\'EOF\'\n'
             'import json, subprocess, sys\n'
             f'args = sys.argv[1:]\n{on_args}\n'
@@ -279,9 +291,9 @@ def test_kubeconform_runs_with_a_larger_gc_target_and_the_cores_left(tmp_path: P
     assert [r.code for r in runs] == [1, 1, 1], [r.err for r in runs]
     assert runs[0].json["findings"] == runs[1].json["findings"] == runs[2].json["findings"]
     lines = log.read_text().splitlines()
-    half = len(lines) // 2               # the streams (hostile.yaml's twins in more than one) and the run after them, twice
+    half = len(lines) // 2               # the stream (hostile.yaml's twins in segments of their own) and the run after it, twice
     assert len(lines) == 2 * half and half == 2, lines
     assert [line.split()[0] for line in lines] == ["GOGC=400"] * half + ["GOGC=150"] * half
     workers = max(1, len(os.sched_getaffinity(0)) - 1)
     streams = [line for line in lines if " -n " in line]
-    assert len(streams) == 2 * (half - 1) and all(f" -n {workers} " in line for line in streams)   # the streams only
+    assert len(streams) == 2 * (half - 1) and all(f" -n {workers} " in line for line in streams)   # the stream only

@@ -169,118 +169,47 @@ def prepare_objects(manifests: list[Manifest]) -> Prepared:
     return out
 
 
-#: Streams of a ``--manifests`` run, FIFOs that one kubeconform reads in turn: the k-th object of one
-#: (kind, apiVersion, name) (the same name in another namespace or cluster) goes to the k-th, as one
-#: file's report cannot tell two of them apart (docs/performance.md, changes 30 and 32)
-STREAMS = 4
-
-
-class _Kubeconform:
-    """One kubeconform run on FIFOs, in a thread: it opens each when it has read the one before to
-    its end (it reads the files it is named one after the other, pkg/resource/files.go)."""
-
-    def __init__(self, cmd: list[str]):
-        self.done = threading.Event()          # kubeconform has exited (or could not start)
-        self.proc: tools.Completed | BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(cmd,), daemon=True)
-        self._thread.start()
-
-    def _run(self, cmd: list[str]) -> None:
-        try:
-            self.proc = _run_tool(cmd)
-        except BaseException as e:  # noqa: BLE001 - check() raises it in the caller's thread
-            self.proc = e
-        finally:
-            self.done.set()
-
-    def join(self) -> None:
-        self._thread.join()
-
-
-class _Stream:
-    """A FIFO (made by the caller) that kubeconform reads after ``after`` (the FIFO before it), fed
-    from a queue by a thread of its own."""
-
-    def __init__(self, fifo: str, reader: _Kubeconform, after: "_Stream | None"):
-        self.fifo = fifo
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._reader, self._after = reader, after
-        self._ended = threading.Event()        # closed, or never to be written
-        self._writer = threading.Thread(target=self._write, daemon=True)
-        self._writer.start()
-
-    def _write(self) -> None:
-        """Objects from the queue into the FIFO, until None. A kubeconform that never opened it or
-        went away leaves the rest unwritten: its missing results are exit 2 in check()."""
-        fd = None
-        try:
-            if self._after is not None:   # kubeconform opens this one only once it has read the one before
-                self._after._ended.wait()
-            wait = 0.0001
-            while fd is None:
-                try:  # non-blocking: an open for writing would wait for ever on a reader that never comes
-                    fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-                except OSError as e:
-                    if e.errno != errno.ENXIO or self._reader.done.wait(wait):
-                        return
-                    wait = min(2 * wait, 0.002)
-            os.set_blocking(fd, True)
-            first = True
-            while True:
-                texts = [self.queue.get()]
-                while texts[-1] is not None and not self.queue.empty():
-                    texts.append(self.queue.get())
-                end = texts[-1] is None
-                data = "\n---\n".join(t for t in texts if t is not None)
-                if data:
-                    data = (data if first else "\n---\n" + data).encode()
-                    first = False
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                if end:
-                    return
-        except OSError:   # EPIPE: kubeconform is gone
-            return
-        finally:
-            if fd is not None:
-                os.close(fd)
-            self._ended.set()
-
-    def close(self) -> None:
-        """End the stream; kubeconform then reads the next one or finishes its report."""
-        self.queue.put(None)
-
-    def join(self) -> None:
-        self._writer.join()
+#: FIFOs of a ``--manifests`` run at most, read by one kubeconform in turn, each a segment of the
+#: stream: a file's report cannot tell two objects of one (kind, apiVersion, name) apart, so the
+#: second one (the same name in another namespace or cluster) starts the next segment
+#: (docs/performance.md, changes 30 and 32)
+SEGMENTS = 16
+_NEXT = object()   # in the queue: the segment ends here
 
 
 class Streamed(Prepared):
-    """``Prepared``, with kubeconform started at once on FIFOs that get each object as it is added
-    (``--manifests``: kubeconform compiles its schemas and checks while this process still reads
-    YAML). Only objects that a FIFO's report can tell apart go in it: the first of each (kind,
-    apiVersion, name) of text, not a List, in the first FIFO, which kubeconform reads as they come;
-    the next one of the same (kind, apiVersion, name) in the second, which it reads after the first
-    has ended, with the schemas it has compiled; up to ``STREAMS``. The others, and every object
-    whose kind a CRD of the run defines (known only at the end), go through ``_kubeconform``
-    afterwards as before. The verdict of an object depends on its JSON text and the schemas alone,
-    so every way agrees. Every object sent must get exactly one result, and every FIFO left empty
-    its empty-file result (``_kubeconform_results``), else exit 2."""
+    """``Prepared``, with one kubeconform started at once on ``SEGMENTS`` FIFOs that a thread of
+    this process writes each object to as it is added (``--manifests``: kubeconform compiles its
+    schemas and checks while this process still reads YAML). kubeconform reads the files it is
+    named one after the other (pkg/resource/files.go), so the FIFOs are the stream's segments, in
+    order: an object goes to the current one unless its (kind, apiVersion, name) is there already
+    (one file's report cannot tell the two apart); then the writer ends that FIFO and goes on in the
+    next, which kubeconform opens once it has read the one before. Objects that no segment can
+    take (their name twice in the last), Lists, names that are not text, and every object whose
+    kind a CRD of the run defines (known only at the end) go through ``_kubeconform`` afterwards,
+    as before. The verdict of an object depends on its JSON text and the schemas alone, so every
+    way agrees. Every object sent must get exactly one result, and every FIFO left empty its
+    empty-file result (``_kubeconform_results``), else exit 2."""
 
     def __init__(self, kubeconform: str, schema_root: Path, kube_version: str):
         super().__init__()
         self._tmp = tempfile.TemporaryDirectory(prefix="gitops-validate-")
-        self._keys: dict[tuple, int] = {}      # (FIFO, kind, apiVersion, name) -> index in checkable
         # .json names: kubeconform reads only .json/.yaml names; all there before it looks for them
-        fifos = [str(Path(self._tmp.name) / f"{k}.json") for k in range(STREAMS)]
-        for fifo in fifos:
+        self._fifos = [str(Path(self._tmp.name) / f"{k}.json") for k in range(SEGMENTS)]
+        for fifo in self._fifos:
             os.mkfifo(fifo, 0o600)
+        self._keys: dict[tuple, int] = {}      # (FIFO, kind, apiVersion, name) -> index in checkable
+        self._segment = 0
+        self._in_segment: set[tuple] = set()   # (kind, apiVersion, name) in the current segment
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._done = threading.Event()         # kubeconform has exited (or could not start)
+        self._proc: tools.Completed | BaseException | None = None
         # kubeconform gets the cores this process leaves it: it reads YAML and then evaluates the rules on one
-        self._reader = _Kubeconform(_kubeconform_cmd(kubeconform, schema_root, kube_version, None,
-                                                     workers=max(1, _cores() - 1)) + fifos)
-        self._streams: list[_Stream] = []
-        for fifo in fifos:
-            self._streams.append(_Stream(fifo, self._reader, self._streams[-1] if self._streams else None))
+        cmd = _kubeconform_cmd(kubeconform, schema_root, kube_version, None, workers=max(1, _cores() - 1))
+        self._runner = threading.Thread(target=self._run, args=(cmd + self._fifos,), daemon=True)
+        self._writer = threading.Thread(target=self._write, daemon=True)
+        self._runner.start()
+        self._writer.start()
 
     def add(self, m: Manifest) -> None:
         before = len(self.checkable)
@@ -289,23 +218,79 @@ class Streamed(Prepared):
             return
         name, kind, version = m.metadata.get("name"), m.doc.get("kind"), m.doc.get("apiVersion")
         if all(isinstance(v, str) for v in (name, kind, version)) and not kind.endswith("List"):
-            for stream in self._streams:
-                key = (stream.fifo, kind, version, name)
-                if key not in self._keys:
-                    self._keys[key] = before
-                    stream.queue.put(self.texts[before])
+            key = (kind, version, name)
+            if key in self._in_segment:
+                if self._segment == SEGMENTS - 1:
                     return
+                self._segment += 1
+                self._in_segment = set()
+                self._queue.put(_NEXT)
+            self._in_segment.add(key)
+            self._keys[(self._fifos[self._segment],) + key] = before
+            self._queue.put(self.texts[before])
+
+    def _run(self, cmd: list[str]) -> None:
+        try:
+            self._proc = _run_tool(cmd)
+        except BaseException as e:  # noqa: BLE001 - check() raises it in the caller's thread
+            self._proc = e
+        finally:
+            self._done.set()
+
+    def _open(self, fifo: str) -> int | None:
+        """The FIFO opened for writing once kubeconform has opened it, or None if it is gone first."""
+        wait = 0.0001
+        while True:
+            try:  # non-blocking: an open for writing would wait for ever on a reader that never comes
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                if e.errno != errno.ENXIO or self._done.wait(wait):
+                    return None
+                wait = min(2 * wait, 0.002)
+            else:
+                os.set_blocking(fd, True)
+                return fd
+
+    def _write(self) -> None:
+        """Objects from the queue into the FIFOs, a segment each, until None; then every FIFO left
+        is opened and closed, so that kubeconform reads to the end. A kubeconform that never opened
+        one or went away leaves the rest unwritten: their missing results are exit 2 in check()."""
+        ended = False
+        for fifo in self._fifos:
+            fd = self._open(fifo)
+            if fd is None:
+                return
+            try:
+                first = True
+                while not ended:
+                    texts = [self._queue.get()]
+                    while texts[-1] is not None and texts[-1] is not _NEXT and not self._queue.empty():
+                        texts.append(self._queue.get())
+                    ended = texts[-1] is None
+                    segment_ends = ended or texts[-1] is _NEXT
+                    if segment_ends:
+                        texts.pop()
+                    if texts:
+                        data = ("" if first else "\n---\n") + "\n---\n".join(texts)
+                        first = False
+                        view = memoryview(data.encode())
+                        while view:
+                            view = view[os.write(fd, view):]
+                    if segment_ends:
+                        break
+            except OSError:   # EPIPE: kubeconform is gone
+                return
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
-        """End the streams; kubeconform then finishes its report."""
-        for stream in self._streams:
-            stream.close()
+        """End the stream; kubeconform then finishes its report."""
+        self._queue.put(None)
 
     def _end(self) -> None:
         self.close()
-        for stream in self._streams:
-            stream.join()
-        self._reader.join()
+        self._writer.join()
+        self._runner.join()
         self._tmp.cleanup()
 
     def abandon(self) -> None:
@@ -316,12 +301,12 @@ class Streamed(Prepared):
               known: "ResultCache | None" = None) -> list[Finding]:
         self._end()
         results: list[dict | None] = [None] * len(self.checkable)
-        proc = self._reader.proc
+        proc = self._proc
         if isinstance(proc, BaseException):
             raise proc
         assert proc is not None
         keys = list(self._keys)
-        empty = {s.fifo for s in self._streams} - {key[0] for key in keys}
+        empty = set(self._fifos) - {key[0] for key in keys}
         for key, r in zip(keys, _kubeconform_results(proc, keys, empty), strict=True):
             results[self._keys[key]] = r
         crds = [m.doc for m in self.checkable if m.kind == "CustomResourceDefinition"]
