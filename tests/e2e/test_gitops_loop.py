@@ -71,6 +71,9 @@ def test_rollback_from_argocd_holds_while_the_root_reconciles(loop: Loop) -> Non
     # 1. Pause auto-sync on the child.
     loop.argocd.cli("app", "set", BACKEND, "--sync-policy", "none")
     assert auto_sync(loop, BACKEND) is None
+    # Argo CD refuses a rollback while a sync is still running ("another operation is already in
+    # progress"): the runbook waits for it first
+    loop.argocd.cli("app", "wait", BACKEND, "--operation", "--timeout", "300")
     # 2. Roll back to the deployment before the current one.
     history = loop.app(BACKEND)["status"]["history"]
     good = [h for h in history if h["revision"] != loop.repo.git("rev-parse", "HEAD")][-1]
