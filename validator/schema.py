@@ -200,7 +200,6 @@ class Streamed(Prepared):
             os.mkfifo(fifo, 0o600)
         self._keys: dict[tuple, int] = {}      # (FIFO, kind, apiVersion, name) -> index in checkable
         self._segment = 0
-        self._in_segment: set[tuple] = set()   # (kind, apiVersion, name) in the current segment
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._done = threading.Event()         # kubeconform has exited (or could not start)
         self._proc: tools.Completed | BaseException | None = None
@@ -218,15 +217,14 @@ class Streamed(Prepared):
             return
         name, kind, version = m.metadata.get("name"), m.doc.get("kind"), m.doc.get("apiVersion")
         if all(isinstance(v, str) for v in (name, kind, version)) and not kind.endswith("List"):
-            key = (kind, version, name)
-            if key in self._in_segment:
+            key = (self._fifos[self._segment], kind, version, name)
+            if key in self._keys:   # in the current segment already: the next one
                 if self._segment == SEGMENTS - 1:
                     return
                 self._segment += 1
-                self._in_segment = set()
                 self._queue.put(_NEXT)
-            self._in_segment.add(key)
-            self._keys[(self._fifos[self._segment],) + key] = before
+                key = (self._fifos[self._segment], kind, version, name)
+            self._keys[key] = before
             self._queue.put(self.texts[before])
 
     def _run(self, cmd: list[str]) -> None:
